@@ -1,0 +1,82 @@
+"""Shader loading from `kernels/` and the pipeline cache.
+
+WGSL has no `#include`, so this module has the one include step the project uses: a line
+`//!include NAME` in a kernel is replaced by `kernels/NAME.wgsl`, and the line
+`//!include weights` by the weight-layout file the caller picks (`weights_q4g32.wgsl`, ...).
+No other text substitution happens: shapes go in uniforms, tuning knobs are `override`s.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import wgpu
+
+_INCLUDE = re.compile(r"^//!include (\w+)\s*$", re.MULTILINE)
+
+
+def kernels_dir() -> Path:
+    """`kernels/` inside the installed package (wheel), else the source checkout's top level."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "kernels", here.parent / "kernels"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"kernels/ not found next to {here}")
+
+
+@lru_cache(maxsize=None)
+def _read(name: str) -> str:
+    return (kernels_dir() / f"{name}.wgsl").read_text()
+
+
+def shader_source(name: str, weights: str | None = None) -> str:
+    """The full WGSL of kernel `name`, includes resolved (each file at most once)."""
+    seen: set[str] = set()
+
+    def expand(text: str) -> str:
+        def replace(match: re.Match) -> str:
+            include = match.group(1)
+            if include == "weights":
+                if weights is None:
+                    raise ValueError(f"kernel {name!r} needs a weight layout (weights=...)")
+                include = f"weights_{weights}"
+            if include in seen:
+                return ""
+            seen.add(include)
+            return f"// ---- {include}.wgsl ----\n" + expand(_read(include))
+
+        return _INCLUDE.sub(replace, text)
+
+    source = expand(_read(name))
+    # `enable` directives must come before everything else; hoist them out of includes.
+    enables = sorted(set(re.findall(r"^enable \w+;\s*$", source, re.MULTILINE)))
+    body = re.sub(r"^enable \w+;\s*$", "", source, flags=re.MULTILINE)
+    return "\n".join(enables) + "\n" + body
+
+
+class PipelineCache:
+    """Compute pipelines keyed by (kernel, weight layout, override constants), built once."""
+
+    def __init__(self, device: wgpu.GPUDevice):
+        self._device = device
+        self._modules: dict[tuple, wgpu.GPUShaderModule] = {}
+        self._pipelines: dict[tuple, wgpu.GPUComputePipeline] = {}
+
+    def get(self, name: str, weights: str | None = None, **constants: float) -> wgpu.GPUComputePipeline:
+        key = (name, weights, tuple(sorted(constants.items())))
+        pipeline = self._pipelines.get(key)
+        if pipeline is None:
+            module_key = (name, weights)
+            module = self._modules.get(module_key)
+            if module is None:
+                label = f"{name}_{weights}" if weights else name
+                module = self._device.create_shader_module(label=label, code=shader_source(name, weights))
+                self._modules[module_key] = module
+            stage = {"module": module, "entry_point": "main"}
+            if constants:
+                stage["constants"] = {k: float(v) for k, v in constants.items()}
+            pipeline = self._device.create_compute_pipeline(label=name, layout="auto", compute=stage)
+            self._pipelines[key] = pipeline
+        return pipeline
