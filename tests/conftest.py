@@ -1,0 +1,34 @@
+"""Shared fixtures: one GPU context per session, fresh random inputs per test (seed printed)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import numpy as np
+import pytest
+
+from notebook_llm.gpu.compute import GpuContext
+
+
+@pytest.fixture(scope="session")
+def ctx() -> GpuContext:
+    return GpuContext.create()
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A fresh generator per test; the seed is in the test's report so a failure can be replayed."""
+    seed = int(os.environ.get("NOTEBOOK_LLM_TEST_SEED") or secrets.randbits(32))
+    request.node.user_properties.append(("seed", seed))
+    print(f"random seed {seed} (replay with NOTEBOOK_LLM_TEST_SEED={seed})")
+    return np.random.default_rng(seed)
+
+
+def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
+    """‖out − ref‖ / ‖ref‖ in float64; NaN (a poisoned output left unwritten) gives inf."""
+    out = np.asarray(out, np.float64)
+    ref = np.asarray(ref, np.float64)
+    if not np.all(np.isfinite(out)):
+        return float("inf")
+    return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
