@@ -1,0 +1,88 @@
+"""Causal grouped-query attention over the KV cache against numpy float64 written from the formula."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from .conftest import relative_error
+
+
+def attention_reference(q, k_cache, v_cache, position: int, scale: float) -> np.ndarray:
+    """q [n_tokens, n_head, head_dim]; query t at position + t attends to cache rows 0..position + t."""
+    n_tokens, n_head, head_dim = q.shape
+    group = n_head // k_cache.shape[1]
+    out = np.empty((n_tokens, n_head, head_dim))
+    for t in range(n_tokens):
+        keys = position + t + 1
+        for h in range(n_head):
+            k = k_cache[:keys, h // group].astype(np.float64)
+            v = v_cache[:keys, h // group].astype(np.float64)
+            scores = k @ q[t, h].astype(np.float64) * scale
+            weights = np.exp(scores - scores.max())
+            out[t, h] = weights / weights.sum() @ v
+    return out.reshape(n_tokens, n_head * head_dim)
+
+
+def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float) -> np.ndarray:
+    n_tokens, n_head, head_dim = q.shape
+    out = ctx.empty(q.nbytes)
+    ctx.fill(out)
+    params = ctx.uniform(struct.pack("<IIIf", n_head, k_cache.shape[1], head_dim, scale))
+    step = ctx.uniform(struct.pack("<IIIf", n_tokens, position, 0, 0.0))
+    buffers = [ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), out, params, step]
+    ctx.run([ctx.dispatch("attention", buffers, (n_head, n_tokens))])
+    return ctx.read(out, np.float32, n_tokens * n_head * head_dim).reshape(n_tokens, n_head * head_dim)
+
+
+def random_case(rng, n_tokens, position, n_head, n_kv_head, head_dim, q_scale=1.0):
+    """Cache rows past the chunk's last position hold NaN: reading any of them poisons the output."""
+    max_context = position + n_tokens + 5
+    q = (rng.standard_normal((n_tokens, n_head, head_dim)) * q_scale).astype(np.float32)
+    k_cache = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float32)
+    v_cache = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float32)
+    k_cache[position + n_tokens :] = np.nan
+    v_cache[position + n_tokens :] = np.nan
+    return q, k_cache, v_cache
+
+
+@pytest.mark.parametrize(
+    "n_tokens, position, n_head, n_kv_head, head_dim",
+    [
+        (1, 100, 9, 3, 64),  # SmolLM2-135M decode
+        (17, 0, 9, 3, 64),  # SmolLM2-135M first prefill chunk (ragged vs the 64-key tile)
+        (9, 40, 9, 3, 64),  # later prefill chunk over rows already in the cache
+        (1, 0, 9, 3, 64),  # the very first token: one key, softmax weight 1
+        (6, 70, 8, 2, 128),  # GQA ratio 4, head_dim 128 (two key slices per thread group)
+        (3, 63, 4, 1, 256),  # head_dim 256 (largest allowed), chunk straddling a tile boundary
+        (2, 20, 6, 2, 80),  # head_dim 80: 20 vec4 columns do not divide the 64 threads
+    ],
+)
+def test_attention_matches_numpy_causal_gqa(ctx, rng, n_tokens, position, n_head, n_kv_head, head_dim):
+    q, k_cache, v_cache = random_case(rng, n_tokens, position, n_head, n_kv_head, head_dim)
+    scale = 1.0 / np.sqrt(head_dim)
+    out = run_attention(ctx, q, k_cache, v_cache, position, scale)
+    # float32 dot products of head_dim terms and a float32 weighted sum over ≤ ~100 keys: ~1e-7 per
+    # term, errors growing like sqrt(terms); 1e-5 is ten times what float32 rounding can reach here.
+    assert relative_error(out, attention_reference(q, k_cache, v_cache, position, scale)) < 1e-5
+
+
+def test_attention_subtracts_the_max_for_scores_in_the_hundreds(ctx, rng):
+    # Scores of several hundred: exp without max subtraction overflows float32 (exp(89) = inf).
+    q, k_cache, v_cache = random_case(rng, 4, 90, 9, 3, 64, q_scale=60.0)
+    scale = 1.0 / 8.0
+    out = run_attention(ctx, q, k_cache, v_cache, 90, scale)
+    # Near one-hot weights; scores of ~500 carry float32 rounding of ~3e-5 absolute into exp().
+    assert relative_error(out, attention_reference(q, k_cache, v_cache, 90, scale)) < 1e-4
+
+
+@pytest.mark.parametrize("position", [3000, 8191])
+def test_attention_long_context_decode(ctx, rng, position):
+    # 8191: the last row of an 8192-token context, 128 key tiles streamed through the online softmax.
+    q, k_cache, v_cache = random_case(rng, 1, position, 9, 3, 64, q_scale=2.0)
+    scale = 1.0 / 8.0
+    out = run_attention(ctx, q, k_cache, v_cache, position, scale)
+    # Sums over thousands of keys in float32: rounding grows like sqrt(keys) · 6e-8 ≈ 6e-6 at most.
+    assert relative_error(out, attention_reference(q, k_cache, v_cache, position, scale)) < 2e-5
