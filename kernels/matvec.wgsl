@@ -3,8 +3,11 @@
 //
 // Bindings: 0 weight_codes u32[], 1 weight_scales u32[] (layout from `//!include weights`),
 //           2 x vec4<f32>[cols/4], 3 y f32[rows], 4 params.
-// Mapping: a workgroup of 256 threads computes ROWS_PER_WORKGROUP rows; the threads of one row
-// stride over its 8-column blocks, then reduce in workgroup memory.
+// Mapping: a workgroup of 256 threads computes ROWS_PER_WORKGROUP rows; the THREADS_PER_ROW
+// threads of one row stride over its 8-column blocks, then reduce in workgroup memory.
+// ROWS_PER_WORKGROUP * THREADS_PER_ROW must be 256. GPUs want 64 threads per row (coalesced
+// reads, short per-thread loops); CPU drivers such as lavapipe run 4 threads per row 3-5x faster
+// (fewer barrier rounds), so the model picks per adapter (notebook_llm/models/llama.py).
 // Tested by tests/test_kernels_matmul.py against numpy float64.
 
 //!include weights
@@ -19,8 +22,8 @@ struct Params { rows: u32, cols: u32, _pad0: u32, _pad1: u32 }
 
 override ACCUMULATE: bool = false;
 const WORKGROUP: u32 = 256u;
-const ROWS_PER_WORKGROUP: u32 = 4u;
-const THREADS_PER_ROW: u32 = WORKGROUP / ROWS_PER_WORKGROUP;
+override ROWS_PER_WORKGROUP: u32 = 4u;
+override THREADS_PER_ROW: u32 = 64u;
 
 var<workgroup> partial: array<f32, WORKGROUP>;
 

@@ -48,13 +48,13 @@ def step(n_tokens: int) -> np.ndarray:
     return np.array([n_tokens, 0, 0, 0], np.uint32)
 
 
-def matvec_workgroups(rows: int) -> tuple[int, int]:
-    """The dispatch rule of matvec.wgsl: 4 rows per workgroup, folded into y past 65535."""
-    n = -(-rows // 4)
+def matvec_workgroups(rows: int, rows_per_workgroup: int = 4) -> tuple[int, int]:
+    """The dispatch rule of matvec.wgsl: 4 rows per workgroup by default, folded into y past 65535."""
+    n = -(-rows // rows_per_workgroup)
     return (n, 1) if n <= MAX_WORKGROUPS else (MAX_WORKGROUPS, -(-n // MAX_WORKGROUPS))
 
 
-def run_matvec(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None) -> np.ndarray:
+def run_matvec(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, threads_per_row: int = 64) -> np.ndarray:
     """y = W x, or y0 + W x with ACCUMULATE; y is poisoned with NaN first when not accumulating."""
     y = ctx.empty(w.rows * 4)
     if y0 is None:
@@ -64,7 +64,10 @@ def run_matvec(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None
     buffers = [ctx.buffer(w.codes), ctx.buffer(w.scales), ctx.buffer(x.astype(np.float32)), y,
                ctx.uniform(params(w.rows, w.cols))]
     constants = {"ACCUMULATE": True} if y0 is not None else {}
-    ctx.run([ctx.dispatch("matvec", buffers, matvec_workgroups(w.rows), weights=w.layout, **constants)])
+    rows_per_workgroup = 256 // threads_per_row
+    constants.update(ROWS_PER_WORKGROUP=rows_per_workgroup, THREADS_PER_ROW=threads_per_row)
+    workgroups = matvec_workgroups(w.rows, rows_per_workgroup)
+    ctx.run([ctx.dispatch("matvec", buffers, workgroups, weights=w.layout, **constants)])
     return ctx.read(y, np.float32, w.rows)
 
 
@@ -99,6 +102,18 @@ def test_matvec_matches_numpy(ctx, rng, qtype):
     x = rng.standard_normal(cols).astype(np.float32)
     out = run_matvec(ctx, w, x)
     ref = dequantize(w).astype(np.float64) @ x.astype(np.float64)
+    assert relative_error(out, ref) < BOUND
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0], ids=lambda t: t.name)
+def test_matvec_cpu_variant_with_four_threads_per_row_matches_numpy(ctx, rng, qtype):
+    """The variant the model picks on CPU adapters (64 rows per workgroup, 4 threads each)."""
+    rows, cols = 203, odd_width(qtype)
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    y0 = rng.standard_normal(rows).astype(np.float32)
+    out = run_matvec(ctx, w, x, y0, threads_per_row=4)
+    ref = y0.astype(np.float64) + dequantize(w).astype(np.float64) @ x.astype(np.float64)
     assert relative_error(out, ref) < BOUND
 
 

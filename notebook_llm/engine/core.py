@@ -63,15 +63,17 @@ class EngineCore:
         model_file = GGUFModelFile(self.model_path)
         self.config = model_file.config
         self.tokenizer = model_file.tokenizer()
-        template = model_file.chat_template
-        self.chat_template = (
-            ChatTemplate(template, bos_token=self.tokenizer.bos_token, eos_token=self.tokenizer.eos_token)
-            if template
-            else None
-        )
+        self.chat_template = self._chat_template(model_file.chat_template)
         self.model = LlamaModel(self.ctx, model_file, options.context_window_size, options.prefill_chunk_size)
         self.loop = TokenLoop(self.model)
         self.load_seconds = time.perf_counter() - t0
+
+    def _chat_template(self, template: str | None) -> ChatTemplate | None:
+        if not template:
+            return None
+        tok = self.tokenizer
+        name = lambda token_id: tok.id_to_token(token_id) if token_id is not None else ""  # noqa: E731
+        return ChatTemplate(template, bos_token=name(tok.bos_token_id), eos_token=name(tok.eos_token_id))
 
     @property
     def adapter_description(self) -> str:

@@ -26,7 +26,7 @@ from .rope import rope_table
 MAX_WORKGROUPS = 65535
 MATMUL_TILE_ROWS = 64  # kernels/matmul.wgsl: one workgroup computes 64 rows × 32 tokens
 MATMUL_TILE_TOKENS = 32
-MATVEC_ROWS_PER_WORKGROUP = 4  # kernels/matvec.wgsl
+MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl
 
 
@@ -47,8 +47,8 @@ def _step_bytes(n_tokens: int, position: int, seed: int = 0, temperature: float 
     return words.tobytes()
 
 
-def _matvec_workgroups(rows: int) -> tuple[int, int, int]:
-    groups = -(-rows // MATVEC_ROWS_PER_WORKGROUP)
+def _matvec_workgroups(rows: int, rows_per_workgroup: int) -> tuple[int, int, int]:
+    groups = -(-rows // rows_per_workgroup)
     return (min(groups, MAX_WORKGROUPS), -(-groups // MAX_WORKGROUPS), 1)
 
 
@@ -69,6 +69,7 @@ class LlamaModel:
             raise ModelFormatError(f"n_head={cfg.n_head} is not a multiple of n_kv_head={cfg.n_kv_head}")
         self.context_window_size = min(context_window_size or cfg.context_length, cfg.context_length)
         self.prefill_chunk_size = prefill_chunk_size
+        self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 64
         self._upload_weights(model_file)
         self._allocate_activations()
         self.decode_graph = self._build_graph(decode=True)
@@ -146,9 +147,11 @@ class LlamaModel:
     def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False) -> Dispatch:
         """y (+)= x · Wᵀ: matvec for one token, matmul for a chunk (workgroups set per chunk)."""
         if decode:
+            rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row
             return self.ctx.dispatch(
                 "matvec", [m.codes, m.scales, x, y, self._shape(m.rows, m.cols)],
-                _matvec_workgroups(m.rows), weights=m.layout, ACCUMULATE=accumulate,
+                _matvec_workgroups(m.rows, rows_per_workgroup), weights=m.layout, ACCUMULATE=accumulate,
+                ROWS_PER_WORKGROUP=rows_per_workgroup, THREADS_PER_ROW=self.matvec_threads_per_row,
             )
         return self.ctx.dispatch(
             "matmul", [m.codes, m.scales, x, y, self._shape(m.rows, m.cols), self.step],
