@@ -1,0 +1,111 @@
+"""Render a model's chat template (`tokenizer.chat_template`) the way Hugging Face transformers does.
+
+Same jinja2 setup as `apply_chat_template`: a sandboxed, immutable environment with
+trim_blocks and lstrip_blocks, the `loopcontrols` extension, a `{% generation %}` block,
+`raise_exception`, `strftime_now` and a `tojson` that does not HTML-escape. Variables:
+messages, add_generation_prompt, bos_token, eos_token, tools, documents and any extras
+(enable_thinking, ...). Pure text in, text out: no tokens, no GPU.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.ext import Extension
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..errors import InvalidRequestError
+
+
+class _GenerationBlock(Extension):
+    """`{% generation %}...{% endgeneration %}` marks the assistant's part in training templates;
+    transformers tracks it for masks. Rendering only needs the body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser) -> nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return nodes.Scope(body, lineno=lineno)
+
+
+def _raise_exception(message: str) -> None:
+    raise jinja2.TemplateError(message)
+
+
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys: bool = False
+) -> str:
+    # jinja2's own tojson escapes <, >, & and ' for HTML; prompts need the plain JSON.
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(date_format: str) -> str:
+    return datetime.now().strftime(date_format)
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationBlock, "jinja2.ext.loopcontrols"]
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    return env
+
+
+def _flatten_content(message: dict[str, Any], index: int) -> dict[str, Any]:
+    """A copy of the message whose list-of-text-parts content is one string (parts joined by newlines)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return dict(message)
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise InvalidRequestError(
+                f"messages[{index}].content has a part of type {kind!r}; only text parts "
+                '({"type": "text", "text": ...}) are supported',
+                param=f"messages[{index}].content",
+            )
+        texts.append(part["text"])
+    return {**message, "content": "\n".join(texts)}
+
+
+class ChatTemplate:
+    """A compiled chat template with the model's BOS and EOS strings."""
+
+    def __init__(self, template: str, *, bos_token: str = "", eos_token: str = ""):
+        self.source = template
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        try:
+            self._template = _environment().from_string(template)
+        except jinja2.TemplateError as error:
+            raise InvalidRequestError(f"chat template does not compile: {error}", param="chat_template") from error
+
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, **kwargs: Any) -> str:
+        """The prompt text for `messages` (`[{"role": ..., "content": ...}]`); extra keyword
+        arguments (tools, documents, enable_thinking, ...) become template variables."""
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+            raise InvalidRequestError(
+                'messages must be a list of {"role": ..., "content": ...} dicts', param="messages"
+            )
+        variables = {
+            "tools": None,
+            "documents": None,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            **kwargs,
+            "messages": [_flatten_content(m, i) for i, m in enumerate(messages)],
+            "add_generation_prompt": add_generation_prompt,
+        }
+        try:
+            return self._template.render(**variables)
+        except (jinja2.TemplateError, TypeError) as error:
+            # TemplateError: raise_exception() or an undefined name; TypeError: e.g. 'str' + None content.
+            raise InvalidRequestError(f"chat template rejected the messages: {error}", param="messages") from error

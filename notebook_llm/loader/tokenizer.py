@@ -1,0 +1,257 @@
+"""Build a `tokenizers.Tokenizer` from a GGUF file's vocabulary, and decode tokens for streaming.
+
+Only byte-level BPE (`tokenizer.ggml.model == "gpt2"`) is mapped so far; each mapping is held
+to llama.cpp's ids by tests/test_tokenizer.py. This module reads metadata through any object
+with `.metadata(key, default)` (a `GGUFModelFile`); it knows nothing of tensors or the GPU.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+from ..errors import InvalidRequestError, ModelFormatError
+
+# tokenizer.ggml.token_type values (llama.cpp's llama_token_type).
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+# Tokens that end a turn, found by their text as llama.cpp does (its end-of-generation list).
+END_OF_TURN_TOKENS = (
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<end_of_turn>",
+)
+
+# llama.cpp's GPT-2 split regex, the one the `tokenizers` ByteLevel pre-tokenizer also applies.
+_GPT2_SPLIT = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+# `tokenizer.ggml.pre` → pre-tokenizer, as llama.cpp's llm_tokenizer_bpe maps it. The StarCoder family
+# (smollm among them) first isolates every \p{N} character; without that, " ½", " ²", " ٣" or " Ⅻ"
+# merge with their space and the ids differ from llama.cpp's (a case in the reference JSON).
+_PRE_TOKENIZERS = {
+    "gpt-2": lambda: _GPT2_SPLIT,
+    "gpt2": lambda: _GPT2_SPLIT,
+    "smollm": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), _GPT2_SPLIT]),
+    "starcoder": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), _GPT2_SPLIT]),
+    "refact": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), _GPT2_SPLIT]),
+}
+
+
+class Metadata(Protocol):
+    def metadata(self, key: str, default: Any = None) -> Any: ...
+
+
+def _byte_of_char() -> dict[str, int]:
+    """GPT-2's reversible byte ↔ printable character map, inverted: char in a vocab token → byte.
+
+    Bytes that print as themselves in Latin-1 ('!'..'~', '¡'..'¬', '®'..'ÿ') keep their code point;
+    the other 68 bytes take U+0100 onwards in byte order (so a space is 'Ġ', a newline 'Ċ').
+    """
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    code_point = {byte: byte for byte in printable}
+    for byte in range(256):
+        if byte not in code_point:
+            code_point[byte] = 0x100 + len(code_point) - len(printable)
+    return {chr(cp): byte for byte, cp in code_point.items()}
+
+
+def _build_byte_level_bpe(
+    tokens: list[str], merges: list[str], token_types: list[int], pre: str | None
+) -> Tokenizer:
+    if pre not in _PRE_TOKENIZERS:
+        raise ModelFormatError(
+            f"tokenizer.ggml.pre = {pre!r} is not supported yet; supported: {sorted(_PRE_TOKENIZERS)}"
+        )
+    vocab = {token: i for i, token in enumerate(tokens)}  # a repeated string keeps its last id, as in llama.cpp
+    # A merge is "left right"; llama.cpp splits at the first space after the first character.
+    pairs = []
+    for merge in merges:
+        cut = merge.find(" ", 1)
+        if cut < 0:
+            raise ModelFormatError(f"tokenizer.ggml.merges entry {merge!r} has no space between its two parts")
+        pairs.append((merge[:cut], merge[cut + 1 :]))
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False))
+    tokenizer.pre_tokenizer = _PRE_TOKENIZERS[pre]()
+    tokenizer.decoder = decoders.ByteLevel()
+    # Control and unknown tokens in text become their single ids (llama.cpp's parse_special=True);
+    # user-defined tokens are matched too, but are not special (decode keeps them).
+    tokenizer.add_special_tokens(
+        [
+            AddedToken(tokens[i], special=True, normalized=False)
+            for i, kind in enumerate(token_types)
+            if kind in (CONTROL, UNKNOWN)
+        ]
+    )
+    tokenizer.add_tokens(
+        [
+            AddedToken(tokens[i], special=False, normalized=False)
+            for i, kind in enumerate(token_types)
+            if kind == USER_DEFINED
+        ]
+    )
+    return tokenizer
+
+
+class GGUFTokenizer:
+    """A GGUF file's tokenizer: ids from text, text from ids, and the ids that end generation.
+
+    `hf` is the underlying `tokenizers.Tokenizer`. Decoding goes through each token's bytes so
+    that `decode` and `StreamDecoder` agree byte for byte.
+    """
+
+    def __init__(
+        self,
+        hf: Tokenizer,
+        tokens: list[str],
+        token_types: list[int],
+        *,
+        bos_token_id: int | None,
+        eos_token_id: int | None,
+        add_bos: bool = False,
+        add_eos: bool = False,
+        extra_stop_token_ids: Iterable[int] = (),
+    ):
+        self.hf = hf
+        self._tokens = tokens
+        self._types = token_types
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.add_bos = add_bos
+        self.add_eos = add_eos
+        self._token_bytes = self._all_token_bytes()
+        self._special_ids = frozenset(i for i, kind in enumerate(token_types) if kind in (CONTROL, UNKNOWN))
+        stops = [eos_token_id, *extra_stop_token_ids, *(hf.token_to_id(text) for text in END_OF_TURN_TOKENS)]
+        self.stop_token_ids: tuple[int, ...] = tuple(dict.fromkeys(i for i in stops if i is not None))
+        self._set_post_processor()
+
+    @classmethod
+    def from_gguf(cls, source: Metadata) -> GGUFTokenizer:
+        """Build from a GGUF file's `tokenizer.ggml.*` metadata."""
+        kind = source.metadata("tokenizer.ggml.model")
+        if kind != "gpt2":
+            raise ModelFormatError(
+                f"tokenizer.ggml.model = {kind!r} is not supported yet; supported: 'gpt2' (byte-level BPE)"
+            )
+        tokens = source.metadata("tokenizer.ggml.tokens")
+        merges = source.metadata("tokenizer.ggml.merges")
+        if not tokens or merges is None:
+            raise ModelFormatError("a 'gpt2' tokenizer needs tokenizer.ggml.tokens and tokenizer.ggml.merges")
+        token_types = source.metadata("tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
+        hf = _build_byte_level_bpe(tokens, merges, token_types, source.metadata("tokenizer.ggml.pre"))
+
+        def token_id(name: str) -> int | None:
+            value = source.metadata(f"tokenizer.ggml.{name}_token_id")
+            return None if value is None else int(value)
+
+        return cls(
+            hf,
+            tokens,
+            token_types,
+            bos_token_id=token_id("bos"),
+            eos_token_id=token_id("eos"),
+            add_bos=bool(source.metadata("tokenizer.ggml.add_bos_token", False)),
+            add_eos=bool(source.metadata("tokenizer.ggml.add_eos_token", False)),
+            extra_stop_token_ids=[i for i in (token_id("eot"), token_id("eom")) if i is not None],
+        )
+
+    def _all_token_bytes(self) -> list[bytes]:
+        byte_of = _byte_of_char()
+        table = []
+        for text, kind in zip(self._tokens, self._types):
+            if kind in (CONTROL, UNKNOWN, USER_DEFINED) or not all(ch in byte_of for ch in text):
+                table.append(text.encode("utf-8"))  # written as plain text, not byte-mapped
+            else:
+                table.append(bytes(byte_of[ch] for ch in text))
+        return table
+
+    def _set_post_processor(self) -> None:
+        if self.add_bos and self.bos_token_id is None or self.add_eos and self.eos_token_id is None:
+            raise ModelFormatError("tokenizer.ggml.add_bos/eos_token is set but the token id is missing")
+        before = ["bos"] if self.add_bos else []
+        after = ["eos"] if self.add_eos else []
+        if not before and not after:
+            return
+        named = {"bos": self.bos_token_id, "eos": self.eos_token_id}
+        used = [(self._tokens[named[n]], named[n]) for n in dict.fromkeys(before + after)]
+        single = [self._tokens[named[n]] for n in before] + ["$A"] + [self._tokens[named[n]] for n in after]
+        self.hf.post_processor = processors.TemplateProcessing(single=" ".join(single), special_tokens=used)
+
+    # --- text ↔ ids -----------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokens)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of `text`. Control tokens written in the text (`<|im_start|>`) become their ids;
+        `add_special_tokens` adds BOS/EOS where the file asks for them."""
+        if not isinstance(text, str):
+            raise InvalidRequestError(f"text to encode must be a str, got {type(text).__name__}")
+        return self.hf.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        """The text of `ids`; bytes that do not form UTF-8 become U+FFFD."""
+        ids = [self._check_id(i) for i in ids]
+        if skip_special_tokens:
+            ids = [i for i in ids if i not in self._special_ids]
+        return b"".join(self._token_bytes[i] for i in ids).decode("utf-8", errors="replace")
+
+    def token_to_bytes(self, token_id: int) -> bytes:
+        """The bytes a token stands for (a piece of a character for some byte-level tokens)."""
+        return self._token_bytes[self._check_id(token_id)]
+
+    def token_to_piece(self, token_id: int) -> str:
+        """The token's text, as llama.cpp prints it (U+FFFD for a partial character)."""
+        return self.token_to_bytes(token_id).decode("utf-8", errors="replace")
+
+    def id_to_token(self, token_id: int) -> str:
+        """The vocabulary entry itself (byte-level form: 'Ġhello' for ' hello')."""
+        return self._tokens[self._check_id(token_id)]
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.hf.token_to_id(token)
+
+    def is_special(self, token_id: int) -> bool:
+        return token_id in self._special_ids
+
+    def stream_decoder(self, skip_special_tokens: bool = False) -> StreamDecoder:
+        return StreamDecoder(self, skip_special_tokens=skip_special_tokens)
+
+    def _check_id(self, token_id: int) -> int:
+        if not 0 <= token_id < len(self._tokens):
+            raise InvalidRequestError(
+                f"token id {token_id} is out of range; the vocabulary has ids 0..{len(self._tokens) - 1}"
+            )
+        return int(token_id)
+
+
+class StreamDecoder:
+    """Text deltas from token ids fed one at a time. A character whose UTF-8 bytes are split over
+    several tokens (emoji, CJK in byte-level BPE) is held back until its last byte arrives, so the
+    deltas joined equal `tokenizer.decode(all ids)`."""
+
+    def __init__(self, tokenizer: GGUFTokenizer, skip_special_tokens: bool = False):
+        self._tokenizer = tokenizer
+        self._skip_special_tokens = skip_special_tokens
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        """Add one token; return the text that became complete (possibly '')."""
+        if self._skip_special_tokens and self._tokenizer.is_special(token_id):
+            return ""
+        return self._utf8.decode(self._tokenizer.token_to_bytes(token_id))
+
+    @property
+    def pending_bytes(self) -> bytes:
+        """Bytes of an unfinished character, waiting for the next token."""
+        return self._utf8.getstate()[0]
+
+    def flush(self) -> str:
+        """End of stream: bytes still waiting become U+FFFD."""
+        return self._utf8.decode(b"", final=True)
