@@ -32,3 +32,11 @@ def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
     if not np.all(np.isfinite(out)):
         return float("inf")
     return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
+
+
+@pytest.fixture(scope="session")
+def engine(ctx):
+    """The default model (SmolLM2-135M-Instruct Q4_1) loaded once for the whole session."""
+    from notebook_llm.api.chat import Engine
+
+    return Engine()

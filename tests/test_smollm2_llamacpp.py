@@ -1,0 +1,88 @@
+"""SmolLM2-135M-Instruct (the default model, Q4_1 GGUF) against llama.cpp on the same file.
+
+tests/data/smollm2_llamacpp.json is written by scripts/make_llamacpp_reference.py (llama-cpp-python,
+run by hand). Two references per prompt:
+- 'f32': llama.cpp on an F32 copy of the GGUF (dequantized with `gguf`), F32 KV cache, prompt in
+  one batch. It matches a float32 forward pass to ~1e-4 in logits, and our float32 engine
+  computes with exactly the same (dequantized) weights, so it is the tight check: greedy tokens
+  equal until the reference's top1−top2 gap falls under 0.05 nats (below that, float32 rounding
+  in another summation order may legitimately flip the argmax), and top-5 log-probabilities
+  within 0.02 nats at every compared position.
+- 'q4_1': llama.cpp on the quantized file rounds activations to 8 bits before its products, so
+  it drifts by tenths of a nat; that agreement is reported, with only a loose bound.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .engine_trace import greedy_trace, log_softmax
+
+pytestmark = pytest.mark.slow
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "smollm2_llamacpp.json").read_text())
+PROMPTS = REFERENCE["prompts"]
+GAP_FOR_TOKEN_EQUALITY = 0.05  # nats
+F32_LOGPROB_BOUND = 0.02  # nats
+Q4_1_LOOSE_BOUND = 1.5  # nats, first generated position only; measured q4_1 vs f32 up to ~1.1
+
+
+def _compared_positions(variant: dict) -> int:
+    """Positions up to and including the first whose reference top-2 gap is under 0.05 nats."""
+    gaps = variant["top1_top2_gap"]
+    low = [i for i, gap in enumerate(gaps) if gap < GAP_FOR_TOKEN_EQUALITY]
+    return min(low[0] + 1, len(gaps)) if low else len(gaps)
+
+
+@pytest.fixture(scope="module")
+def traces(engine):
+    """Our greedy ids and log-probabilities per prompt, as far as the f32 comparison reaches."""
+    out = {}
+    for name, case in PROMPTS.items():
+        n = _compared_positions(case["f32"])
+        ids, logits = greedy_trace(engine.core.model, case["prompt_ids"], n)
+        out[name] = (ids, log_softmax(logits))
+    return out
+
+
+def test_rendered_prompts_and_token_ids_equal_llamacpp(engine):
+    core = engine.core
+    for name, case in PROMPTS.items():
+        text = core.chat_template.render(case["messages"], add_generation_prompt=True)
+        assert text == case["prompt_text"], name
+        assert core.tokenizer.encode(text, add_special_tokens=False) == case["prompt_ids"], name
+        assert engine.prompt_ids(core, case["messages"]) == case["prompt_ids"], name
+
+
+@pytest.mark.parametrize("name", list(PROMPTS))
+def test_float32_engine_matches_llamacpp_on_the_f32_copy(traces, name):
+    reference = PROMPTS[name]["f32"]
+    ids, logprobs = traces[name]
+    n = len(ids)
+    worst = 0.0
+    for i in range(n):
+        for token, expected in reference["top_logprobs"][i]:
+            worst = max(worst, abs(logprobs[i, token] - expected))
+        if i < n - 1 or n == len(reference["greedy_ids"]):
+            if reference["top1_top2_gap"][i] >= GAP_FOR_TOKEN_EQUALITY:
+                assert ids[i] == reference["greedy_ids"][i], f"{name}: greedy token {i}"
+    print(f"{name}: {n} positions compared, max |Δ top-5 logprob| = {worst:.2e} nats")
+    assert worst < F32_LOGPROB_BOUND
+
+
+def test_agreement_with_llamacpp_on_the_q4_1_file_is_loose(traces):
+    """Reported, loosely bounded: llama.cpp's 8-bit activations against our exact float32."""
+    lines, worst_first = [], 0.0
+    for name, case in PROMPTS.items():
+        ids, logprobs = traces[name]
+        reference = case["q4_1"]
+        first = max(abs(logprobs[0, t] - lp) for t, lp in reference["top_logprobs"][0])
+        same = next((i for i, (a, b) in enumerate(zip(ids, reference["greedy_ids"])) if a != b), len(ids))
+        worst_first = max(worst_first, first)
+        lines.append(f"{name}: first-position max |Δ top-5 logprob| {first:.3f} nats, greedy equal for {same} of {len(ids)}")
+    print("\n".join(lines))
+    assert np.isfinite(worst_first) and worst_first < Q4_1_LOOSE_BOUND
