@@ -8,7 +8,11 @@ import secrets
 import numpy as np
 import pytest
 
+from gguf import GGMLQuantizationType as QT
+from gguf import quants
+
 from notebook_llm.gpu.compute import GpuContext
+from notebook_llm.loader.repack import PackedWeight, repack
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +36,12 @@ def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
     if not np.all(np.isfinite(out)):
         return float("inf")
     return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
+
+
+def random_weight(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> PackedWeight:
+    """A random N(0, 1) matrix as the file would store it in `qtype`, repacked."""
+    values = rng.standard_normal((rows, cols), dtype=np.float32)
+    return repack(quants.quantize(values, qtype), qtype, rows, cols)
 
 
 @pytest.fixture(scope="session")

@@ -13,17 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
-from gguf import quants
 
 from notebook_llm.loader.repack import PackedWeight, dequantize, repack
 
+from .conftest import random_weight
+
 TYPES = [QT.Q4_0, QT.Q4_1, QT.Q8_0, QT.F16, QT.F32]
-
-
-def random_weight(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> PackedWeight:
-    """A random N(0, 1) matrix as the file would store it in `qtype`, repacked."""
-    values = rng.standard_normal((rows, cols), dtype=np.float32)
-    return repack(quants.quantize(values, qtype), qtype, rows, cols)
 
 
 def random_q8_0_weight(rng: np.random.Generator, rows: int, cols: int) -> PackedWeight:

@@ -16,21 +16,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
-from gguf import quants
 
-from notebook_llm.loader.repack import PackedWeight, dequantize, repack
+from notebook_llm.loader.repack import PackedWeight, dequantize
 
-from .conftest import relative_error
+from .conftest import random_weight, relative_error
 
 BOUND = 1e-5
 TYPES = [QT.Q4_0, QT.Q4_1, QT.Q8_0, QT.F16, QT.F32]
 MAX_WORKGROUPS = 65535
-
-
-def random_weight(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> PackedWeight:
-    """A random N(0, 1) matrix as the file would store it in `qtype`, repacked."""
-    values = rng.standard_normal((rows, cols), dtype=np.float32)
-    return repack(quants.quantize(values, qtype), qtype, rows, cols)
 
 
 def odd_width(qtype: QT) -> int:
