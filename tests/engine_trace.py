@@ -1,28 +1,38 @@
-"""Test harness: run the engine's own prefill and decode graphs step by step, reading back the
-logits each step samples from. Slower than the real loop (a readback per token); tests only."""
+"""Test harness: greedy generation through the engine's own token loop, recording the logits each
+token was sampled from (through the loop's logit-processor hook, which returns them unchanged)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from notebook_llm.engine.generation import GenerationConfig, TokenLoop
+from notebook_llm.engine.generation import GenerationConfig, GenerationStats, TokenLoop
+from notebook_llm.engine.sampler import SamplingParams
 from notebook_llm.models.llama import LlamaModel
 
 
+class LogitRecorder:
+    def __init__(self):
+        self.rows: list[np.ndarray] = []
+
+    def process_logits(self, logits: np.ndarray) -> np.ndarray:
+        self.rows.append(logits.copy())
+        return logits
+
+    def process_sampled_token(self, token: int) -> None:
+        pass
+
+    def reset_state(self) -> None:
+        self.rows = []
+
+
 def greedy_trace(model: LlamaModel, prompt_ids: list[int], n_new: int) -> tuple[list[int], np.ndarray]:
-    """Greedy ids and the float32 logits [n_new, vocab] each one was picked from, computed by
-    the chunked prefill graph (first token) and the decode graph (the rest)."""
-    ctx, vocab = model.ctx, model.config.vocab_size
+    """Greedy ids (no stop tokens) and the float32 logits [n_new, vocab] each was picked from,
+    computed by the chunked prefill graph (first token) and the decode graph (the rest)."""
     loop = TokenLoop(model)
-    loop.prefill(list(prompt_ids), GenerationConfig(max_new_tokens=n_new, temperature=0.0))
-    ids, rows = [], []
-    for i in range(n_new):
-        rows.append(ctx.read(model.logits, np.float32, vocab))
-        ids.append(int(ctx.read(model.tokens, np.uint32, 1)[0]))
-        if i + 1 < n_new:
-            model.write_step(1, len(prompt_ids) + i, 0, 0.0)
-            ctx.run(model.decode_graph)
-    return ids, np.stack(rows)
+    loop.logit_processor = recorder = LogitRecorder()
+    config = GenerationConfig(max_new_tokens=n_new, sampling=SamplingParams(temperature=0.0))
+    ids = [s.token for s in loop.generate(list(prompt_ids), config, GenerationStats())]
+    return ids, np.stack(recorder.rows)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

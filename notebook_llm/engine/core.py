@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelNotFoundError
+from ..errors import InvalidRequestError, ModelNotFoundError
 from ..gpu.compute import GpuContext
 from ..loader.chat_template import ChatTemplate
 from ..loader.gguf_file import GGUFModelFile
 from ..loader.models_offline import default_model_path
 from ..models.llama import LlamaModel
-from .generation import GenerationConfig, GenerationStats, TokenLoop
+from .generation import GenerationConfig, GenerationStats, TokenConstraint, TokenLoop
+from .sampler import SampledToken
 
 DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct-Q4_1"
 
@@ -29,6 +30,33 @@ class ChatOptions:
 
     context_window_size: int | None = 2048
     prefill_chunk_size: int = 128
+    sliding_window_size: int | None = None  # WebLLM's -1 also means "off"
+
+    def __post_init__(self):
+        if self.context_window_size is not None and (not isinstance(self.context_window_size, int) or self.context_window_size < 2):
+            raise InvalidRequestError(
+                f"context_window_size is {self.context_window_size!r}; an integer >= 2 or None (the model's own) is allowed",
+                param="context_window_size")
+        if not isinstance(self.prefill_chunk_size, int) or not 1 <= self.prefill_chunk_size <= 4096:
+            raise InvalidRequestError(
+                f"prefill_chunk_size is {self.prefill_chunk_size!r}; an integer in [1, 4096] is allowed",
+                param="prefill_chunk_size")
+        if self.sliding_window_size not in (None, -1):
+            raise InvalidRequestError(
+                f"sliding_window_size is {self.sliding_window_size!r}; sliding-window attention is not implemented "
+                "yet, so only None or -1 (off) is allowed", param="sliding_window_size")
+
+
+@dataclass(frozen=True)
+class InitProgressReport:
+    """WebLLM's InitProgressReport: how far loading has come (progress in [0, 1])."""
+
+    progress: float
+    time_elapsed: float
+    text: str
+
+
+ProgressCallback = Callable[[InitProgressReport], None]
 
 
 def resolve_model_path(model: str | Path | None) -> tuple[str, Path]:
@@ -54,19 +82,31 @@ class EngineCore:
         chat_options: ChatOptions | None = None,
         adapter: str | None = None,
         ctx: GpuContext | None = None,
+        progress: ProgressCallback | None = None,
     ):
         self.lock = threading.Lock()
-        options = chat_options or ChatOptions()
+        self.options = chat_options or ChatOptions()
         self.model_id, self.model_path = resolve_model_path(model)
         t0 = time.perf_counter()
+
+        def report(fraction: float, text: str) -> None:
+            if progress is not None:
+                progress(InitProgressReport(fraction, time.perf_counter() - t0, text))
+
+        report(0.0, f"Opening {self.model_path.name}")
         self.ctx = ctx or GpuContext.create(adapter)
         model_file = GGUFModelFile(self.model_path)
         self.config = model_file.config
         self.tokenizer = model_file.tokenizer()
         self.chat_template = self._chat_template(model_file.chat_template)
-        self.model = LlamaModel(self.ctx, model_file, options.context_window_size, options.prefill_chunk_size)
+        report(0.05, f"Uploading weights to {self.ctx.gpu.adapter.description}")
+        self.model = LlamaModel(
+            self.ctx, model_file, self.options.context_window_size, self.options.prefill_chunk_size,
+            progress=lambda done, total: report(0.05 + 0.9 * done / total, f"Loading layer {done}/{total}"),
+        )
         self.loop = TokenLoop(self.model)
         self.load_seconds = time.perf_counter() - t0
+        report(1.0, f"Finished loading {self.model_id} in {self.load_seconds:.1f} s")
 
     def _chat_template(self, template: str | None) -> ChatTemplate | None:
         if not template:
@@ -79,7 +119,10 @@ class EngineCore:
     def adapter_description(self) -> str:
         return self.ctx.gpu.adapter.description
 
-    def generate(self, prompt_ids: list[int], config: GenerationConfig, stats: GenerationStats) -> Iterator[int]:
-        """New token ids for `prompt_ids`; holds the engine's lock while running."""
+    def generate(
+        self, prompt_ids: list[int], config: GenerationConfig, stats: GenerationStats,
+        constraint: TokenConstraint | None = None,
+    ) -> Iterator[SampledToken]:
+        """Sampled tokens for `prompt_ids`; holds the engine's lock while running."""
         with self.lock:
-            yield from self.loop.generate(prompt_ids, config, stats)
+            yield from self.loop.generate(prompt_ids, config, stats, constraint)

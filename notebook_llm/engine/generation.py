@@ -1,21 +1,51 @@
-"""The token loop: chunked prefill, then pipelined decode with only token ids read back.
+"""The token loop: chunked prefill, then decode with sampling on the GPU.
 
-Decode step t+1 is submitted before step t's token is read: the GPU writes each sampled token
-into the `tokens` buffer that the next step's embedding reads, and a copy of it into one of
-two mappable staging buffers that the CPU reads one step behind. Nothing is allocated per token.
+Pipelined mode (the default): decode step t+1 is submitted before step t's token is read. The
+GPU sampler writes each token into the `tokens` buffer that the next step's embedding reads, and
+its result record (token, logprob, top logprobs) into one of two mappable staging buffers that
+the CPU reads one step behind. Nothing is allocated per token.
+
+Lock-step mode (a grammar or a CPU logit processor is active): the next token's mask or the
+processed logits depend on the token just read, so each step waits for the previous one.
+
+The KV cache remembers which token ids it holds (`cached_ids`); a prompt that extends them is
+prefilled from the first differing position only (multi-turn reuse, as WebLLM does).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import wgpu
 
 from ..errors import ContextLengthError
 from ..models.llama import LlamaModel
+from .sampler import GpuSampler, SampledToken, SamplingParams, parse_record
+
+
+class LogitProcessor(Protocol):
+    """WebLLM's LogitProcessor: edit the logits of each step on the CPU, observe the sampled token."""
+
+    def process_logits(self, logits: np.ndarray) -> np.ndarray: ...
+
+    def process_sampled_token(self, token: int) -> None: ...
+
+    def reset_state(self) -> None: ...
+
+
+class TokenConstraint(Protocol):
+    """A grammar (notebook_llm.engine.grammar.Grammar): which tokens may come next."""
+
+    def allowed_bitmask(self) -> np.ndarray: ...
+
+    def consume(self, token_id: int) -> None: ...
+
+    def is_finished(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -23,14 +53,14 @@ class GenerationConfig:
     """What one generation asks of the loop (the request layer has already validated it)."""
 
     max_new_tokens: int
-    temperature: float = 0.0
-    seed: int = 0
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     stop_token_ids: frozenset[int] = frozenset()
 
 
 @dataclass
 class GenerationStats:
     prompt_tokens: int = 0
+    prefilled_tokens: int = 0  # prompt tokens actually run (the rest came from the KV cache)
     completion_tokens: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
@@ -41,50 +71,94 @@ class GenerationStats:
 
     @property
     def prefill_tokens_per_s(self) -> float:
-        return self.prompt_tokens / self.prefill_seconds if self.prefill_seconds else 0.0
+        return self.prefilled_tokens / self.prefill_seconds if self.prefill_seconds else 0.0
 
     @property
     def decode_tokens_per_s(self) -> float:
         return self.decode_steps / self.decode_seconds if self.decode_seconds else 0.0
 
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 class TokenLoop:
-    """Runs generations on one `LlamaModel`; one generation at a time."""
+    """Runs generations on one `LlamaModel`, one at a time."""
 
     def __init__(self, model: LlamaModel):
         self.model = model
         ctx = model.ctx
+        self.sampler = GpuSampler(ctx, model.config.vocab_size, model.logits, model.tokens, model.step)
         usage = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
-        self._staging = [ctx.device.create_buffer(size=4, usage=usage, label=f"token_staging.{i}") for i in range(2)]
+        size = self.sampler.record_bytes(True)
+        self._staging = [ctx.device.create_buffer(size=size, usage=usage, label=f"sample_staging.{i}") for i in range(2)]
+        self.cached_ids: list[int] = []  # token ids whose keys and values are in the KV cache, from position 0
+        self.interrupt = threading.Event()
+        self.logit_processor: LogitProcessor | None = None
 
-    def _submit(self, dispatches, staging: wgpu.GPUBuffer | None) -> None:
+    def reset(self) -> None:
+        """Forget the KV cache's contents (the next prompt is prefilled in full)."""
+        self.cached_ids = []
+        if self.logit_processor is not None:
+            self.logit_processor.reset_state()
+
+    # -- GPU plumbing ----------------------------------------------------------------------------
+    def _submit(self, dispatches, staging: wgpu.GPUBuffer | None = None, record_bytes: int = 4) -> None:
         ctx = self.model.ctx
         encoder = ctx.device.create_command_encoder()
         ctx.encode(encoder, dispatches)
         if staging is not None:
-            encoder.copy_buffer_to_buffer(self.model.tokens, 0, staging, 0, 4)
+            encoder.copy_buffer_to_buffer(self.sampler.result, 0, staging, 0, record_bytes)
         ctx.queue.submit([encoder.finish()])
 
-    def _read(self, staging: wgpu.GPUBuffer) -> int:
-        staging.map_sync(wgpu.MapMode.READ)
-        token = int.from_bytes(staging.read_mapped(0, 4, copy=False), "little")
+    def _read(self, staging: wgpu.GPUBuffer, record_bytes: int) -> SampledToken:
+        staging.map_sync(wgpu.MapMode.READ, 0, record_bytes)
+        raw = bytes(staging.read_mapped(0, record_bytes, copy=False))
         staging.unmap()
-        return token
+        return parse_record(raw)
 
-    def prefill(self, prompt_ids: list[int], config: GenerationConfig) -> None:
-        """Run the prompt in chunks; the last chunk samples the first new token into staging 0."""
+    def _sample_with_processor(self, staging: wgpu.GPUBuffer, record_bytes: int, with_logprobs: bool) -> None:
+        """Lock-step: read the logits, let the CPU processor edit them, then sample on the GPU."""
+        model, ctx = self.model, self.model.ctx
+        logits = ctx.read(model.logits, np.float32, model.config.vocab_size)
+        processed = np.ascontiguousarray(self.logit_processor.process_logits(logits), dtype=np.float32)
+        ctx.queue.write_buffer(model.logits, 0, processed.tobytes())
+        self._submit(self.sampler.dispatches(with_logprobs), staging, record_bytes)
+
+    # -- prefill -----------------------------------------------------------------------------------
+    def _prefill(self, prompt_ids: list[int], start: int, sampling: SamplingParams, staging, record_bytes: int) -> None:
+        """Run prompt_ids[start:] in chunks; the last chunk samples the first new token into staging."""
         model, ctx = self.model, self.model.ctx
         n = model.prefill_chunk_size
-        for start in range(0, len(prompt_ids), n):
-            chunk = prompt_ids[start : start + n]
-            last = start + n >= len(prompt_ids)
+        with_logprobs = sampling.logprobs
+        for chunk_start in range(start, len(prompt_ids), n):
+            chunk = prompt_ids[chunk_start : chunk_start + n]
+            last = chunk_start + n >= len(prompt_ids)
             ctx.queue.write_buffer(model.tokens, 0, np.asarray(chunk, np.uint32).tobytes())
-            model.write_step(len(chunk), start, config.seed, config.temperature)
+            model.write_step(len(chunk), chunk_start, sampling.seed, sampling.temperature)
             graph = model.prefill_graph(len(chunk))
-            self._submit(graph if last else graph[:-3], self._staging[0] if last else None)
+            if not last:
+                self._submit(graph[:-2])  # the final norm and LM head only matter for the last chunk
+            elif self.logit_processor is not None:
+                self._submit(graph)
+                self._sample_with_processor(staging, record_bytes, with_logprobs)
+            else:
+                self._submit(graph + self.sampler.dispatches(with_logprobs), staging, record_bytes)
 
-    def generate(self, prompt_ids: list[int], config: GenerationConfig, stats: GenerationStats) -> Iterator[int]:
-        """Yield new token ids until a stop token (not yielded), max_new_tokens or the window's end."""
+    # -- generation ----------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompt_ids: list[int],
+        config: GenerationConfig,
+        stats: GenerationStats,
+        constraint: TokenConstraint | None = None,
+    ) -> Iterator[SampledToken]:
+        """Yield sampled tokens until a stop token (not yielded), max_new_tokens, the window's end,
+        a finished constraint, or `interrupt` (finish_reason "abort")."""
         model = self.model
         window = model.context_window_size
         if not prompt_ids:
@@ -93,32 +167,70 @@ class TokenLoop:
             raise ContextLengthError(
                 f"the prompt has {len(prompt_ids)} tokens; the context window holds {window} "
                 "(prompt plus at least one new token)", param="messages")
+        self.interrupt.clear()
+        sampling = config.sampling
         max_new = min(config.max_new_tokens, window - len(prompt_ids))
         stats.prompt_tokens = len(prompt_ids)
-        if max_new <= 0:
-            return
+        start = min(_common_prefix(self.cached_ids, prompt_ids), len(prompt_ids) - 1)
+        stats.prefilled_tokens = len(prompt_ids) - start
+        self.cached_ids = list(prompt_ids[:start])  # what stays valid whatever happens next
+        if self.logit_processor is not None:
+            self.logit_processor.reset_state()
+        self.sampler.begin_request(sampling, prompt_ids)
+        self.sampler.set_mask(constraint.allowed_bitmask() if constraint is not None else None)
+        lock_step = constraint is not None or self.logit_processor is not None
+        record_bytes = self.sampler.record_bytes(sampling.logprobs)
+        decode = model.decode_graph + ([] if self.logit_processor else self.sampler.dispatches(sampling.logprobs))
+
         t0 = time.perf_counter()
-        self.prefill(prompt_ids, config)
-        decode_graph = model.decode_graph
-        token = None
+        self._prefill(prompt_ids, start, sampling, self._staging[0], record_bytes)
+        self.cached_ids = list(prompt_ids)
+        fed: list[int] = []  # generated tokens whose KV entries the decode steps wrote
         for i in range(max_new):
-            # submit step i (which samples token i+1) before reading token i
-            if i + 1 < max_new:
+            # pipelined: submit step i (which samples token i+1) before reading token i
+            if not lock_step and i + 1 < max_new:
                 e0 = time.perf_counter()
-                model.write_step(1, len(prompt_ids) + i, config.seed, config.temperature)
-                self._submit(decode_graph, self._staging[(i + 1) % 2])
+                model.write_step(1, len(prompt_ids) + i, sampling.seed, sampling.temperature)
+                self._submit(decode, self._staging[(i + 1) % 2], record_bytes)
                 stats.encode_seconds += time.perf_counter() - e0
-            token = self._read(self._staging[i % 2])
+            sampled = self._read(self._staging[i % 2], record_bytes)
             now = time.perf_counter()
             if i == 0:
-                stats.prefill_seconds = now - t0
-                t0 = now
+                stats.prefill_seconds, t0 = now - t0, now
             else:
-                stats.decode_seconds = now - t0
-                stats.decode_steps = i
-            if token in config.stop_token_ids:
+                stats.decode_seconds, stats.decode_steps = now - t0, i
+            if self.logit_processor is not None:
+                self.logit_processor.process_sampled_token(sampled.token)
+            if sampled.token in config.stop_token_ids:
                 stats.finish_reason = "stop"
-                return  # a step may still be in flight; its staging copy is simply never read
+                break
+            if self.interrupt.is_set():
+                stats.finish_reason = "abort"
+                break
             stats.completion_tokens += 1
-            yield token
-        stats.finish_reason = "length"
+            yield sampled
+            if i + 1 < max_new:
+                fed.append(sampled.token)
+            if constraint is not None:
+                constraint.consume(sampled.token)
+                if constraint.is_finished():
+                    stats.finish_reason = "stop"
+                    break
+            if lock_step and i + 1 < max_new:
+                self._lock_step(len(prompt_ids) + i, sampling, constraint, self._staging[(i + 1) % 2], record_bytes)
+                self.cached_ids = list(prompt_ids) + fed
+        else:
+            stats.finish_reason = "length"
+        self.cached_ids = list(prompt_ids) + fed[: max(0, stats.decode_steps)]
+
+    def _lock_step(self, position: int, sampling: SamplingParams, constraint, staging, record_bytes: int) -> None:
+        """One decode step that waits for the CPU: the constraint's mask, or the logit processor."""
+        model = self.model
+        if constraint is not None:
+            self.sampler.set_mask(constraint.allowed_bitmask())
+        model.write_step(1, position, sampling.seed, sampling.temperature)
+        if self.logit_processor is not None:
+            self._submit(model.decode_graph)
+            self._sample_with_processor(staging, record_bytes, sampling.logprobs)
+        else:
+            self._submit(model.decode_graph + self.sampler.dispatches(sampling.logprobs), staging, record_bytes)

@@ -2,7 +2,8 @@
 
 Owns: uploading a GGUF llama model's weights in the GPU layouts, the activation and KV-cache
 buffers, and two recorded graphs — decode (one token, matrix-vector kernels) and prefill
-(a chunk of tokens, matrix-matrix kernels). Everything here is built once at load; a step
+(a chunk of tokens, matrix-matrix kernels), each ending with the logits of the chunk's last
+token; sampling is appended by the engine. Everything here is built once at load; a step
 only writes the 16-byte `Step` uniform and replays a dispatch list. Sampling, stopping and
 the generation loop live in `notebook_llm/engine/`; nothing here knows about chat messages.
 
@@ -12,6 +13,7 @@ Activations are float32 row-major [n_tokens, features]; the KV cache is float32
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -61,6 +63,7 @@ class LlamaModel:
         model_file: GGUFModelFile,
         context_window_size: int | None = None,
         prefill_chunk_size: int = 128,
+        progress: Callable[[int, int], None] | None = None,
     ):
         self.ctx = ctx
         self.config: LlamaConfig = model_file.config
@@ -70,7 +73,7 @@ class LlamaModel:
         self.context_window_size = min(context_window_size or cfg.context_length, cfg.context_length)
         self.prefill_chunk_size = prefill_chunk_size
         self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 64
-        self._upload_weights(model_file)
+        self._upload_weights(model_file, progress)
         self._allocate_activations()
         self.decode_graph = self._build_graph(decode=True)
         self._prefill_graph = self._build_graph(decode=False)
@@ -81,7 +84,7 @@ class LlamaModel:
         c = self.ctx
         return GpuMatrix(packed.layout, packed.rows, packed.cols, c.buffer(packed.codes, label=label), c.buffer(packed.scales, label=label))
 
-    def _upload_weights(self, f: GGUFModelFile) -> None:
+    def _upload_weights(self, f: GGUFModelFile, progress: Callable[[int, int], None] | None) -> None:
         cfg, c = self.config, self.ctx
         self.embedding = self._matrix(f.packed("token_embd.weight"), "token_embd")
         self.lm_head = self.embedding if cfg.tied_embeddings else self._matrix(f.packed("output.weight"), "output")
@@ -101,6 +104,8 @@ class LlamaModel:
                     "ffn_down": self._matrix(f.packed(p + "ffn_down.weight"), p + "ffn_down"),
                 }
             )
+            if progress is not None:
+                progress(i + 1, cfg.n_layer)
         self.weight_bytes = sum(
             m.codes.size + m.scales.size
             for layer in self.layers
@@ -112,7 +117,7 @@ class LlamaModel:
         cfg, c, n = self.config, self.ctx, self.prefill_chunk_size
         f32 = 4
         self.qkv_dim = (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim
-        self.tokens = c.empty(n * 4, label="tokens")  # token ids in; sample writes tokens[0]
+        self.tokens = c.empty(n * 4, label="tokens")  # token ids in; the sampler writes tokens[0]
         self.x = c.empty(n * cfg.dim * f32, label="residual")
         self.x_norm = c.empty(n * cfg.dim * f32, label="x_norm")
         self.qkv = c.empty(n * self.qkv_dim * f32, label="qkv")
@@ -133,7 +138,6 @@ class LlamaModel:
         scale = np.float32(1.0 / np.sqrt(cfg.head_dim)).view(np.uint32)
         self.attention_params = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, scale))
         self.silu_params = c.uniform(u32(cfg.ffn_dim, 0, 0, 0))
-        self.sample_params = c.uniform(u32(cfg.vocab_size, 0, 0, 0))
         self._shape_params: dict[tuple[int, int], wgpu.GPUBuffer] = {}
         self.kv_cache_bytes = 2 * kv_bytes * cfg.n_layer
 
@@ -179,7 +183,6 @@ class LlamaModel:
         graph += [
             c.dispatch("rmsnorm", [self.x, self.output_norm, self.last_norm, self.norm_params, s], (1, 1, 1), LAST_ROW_ONLY=True),
             self._linear(self.lm_head, self.last_norm, self.logits, decode=True),
-            c.dispatch("sample", [self.logits, self.tokens, self.sample_params, s], (1, 1, 1)),
         ]
         return self._sized(graph, 1) if decode else graph
 
@@ -217,7 +220,7 @@ class LlamaModel:
                 c.dispatch("matmul", [head.codes, head.scales, self.x_norm, self.all_logits, self._shape(head.rows, head.cols), self.step],
                            (-(-head.rows // MATMUL_TILE_ROWS), 0, 1), weights=head.layout),
             ]
-        body = self._prefill_graph[:-3]  # everything up to the final norm/head/sample
+        body = self._prefill_graph[:-2]  # everything up to the final norm and LM head
         out = []
         for start in range(0, len(token_ids), n):
             chunk = np.asarray(token_ids[start : start + n], np.uint32)
