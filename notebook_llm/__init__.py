@@ -5,11 +5,13 @@
     reply = engine.chat.completions.create(messages=[{"role": "user", "content": "Hi!"}])
 """
 
-from .api.chat import Engine, create_engine
-from .engine.core import DEFAULT_MODEL_ID, ChatOptions
+from .api.engine import AsyncEngine, Engine, create_engine
+from .engine.core import DEFAULT_MODEL_ID, ChatOptions, InitProgressReport
 from .errors import (
     ContextLengthError,
     DeviceLimitError,
+    EngineBusyError,
+    EngineNotLoadedError,
     InvalidRequestError,
     ModelFormatError,
     ModelNotFoundError,
@@ -19,6 +21,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 __all__ = [
-    "DEFAULT_MODEL_ID", "ChatOptions", "ContextLengthError", "DeviceLimitError", "Engine", "InvalidRequestError",
-    "ModelFormatError", "ModelNotFoundError", "NoAdapterError", "NotebookLLMError", "create_engine",
+    "DEFAULT_MODEL_ID", "AsyncEngine", "ChatOptions", "ContextLengthError", "DeviceLimitError", "Engine",
+    "EngineBusyError", "EngineNotLoadedError", "InitProgressReport", "InvalidRequestError", "ModelFormatError",
+    "ModelNotFoundError", "NoAdapterError", "NotebookLLMError", "create_engine",
 ]

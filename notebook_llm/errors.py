@@ -40,3 +40,7 @@ class ContextLengthError(InvalidRequestError):
 
 class EngineNotLoadedError(NotebookLLMError):
     """A request arrived while no model is loaded."""
+
+
+class EngineBusyError(NotebookLLMError):
+    """A generation is already running (or a stream is still open) on this model."""

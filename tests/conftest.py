@@ -47,6 +47,6 @@ def random_weight(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> 
 @pytest.fixture(scope="session")
 def engine(ctx):
     """The default model (SmolLM2-135M-Instruct Q4_1) loaded once for the whole session."""
-    from notebook_llm.api.chat import Engine
+    from notebook_llm.api.engine import Engine
 
     return Engine()

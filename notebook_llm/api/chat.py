@@ -1,222 +1,116 @@
 """`engine.chat.completions.create`: OpenAI's chat API over the local engine.
 
-Owns request validation (bad input never reaches the GPU), prompt building through the
-model's chat template, and turning the token loop's output into `ChatCompletion` objects or
-a stream of `ChatCompletionChunk`s. This issue's parameter set: messages, model, stream,
-stream_options, max_tokens / max_completion_tokens, temperature, seed; the rest of OpenAI's
-parameters are rejected by name until the engine implements them.
+Owns turning a validated `ChatRequest` into a prompt (the model's chat template) and the
+runner's events into `ChatCompletion` objects or a stream of `ChatCompletionChunk`s.
 """
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..engine.core import ChatOptions, EngineCore
-from ..engine.generation import GenerationConfig, GenerationStats
+from ..engine.core import EngineCore
+from ..engine.grammar import compile_response_format
 from ..errors import ContextLengthError, InvalidRequestError
-from ..loader.tokenizer import StreamDecoder
+from .requests import ChatRequest, validate_chat_request
+from .runner import ChoiceEvent, RunStats, chat_logprobs, run_choices
 from .types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
     Choice,
     ChoiceDelta,
+    ChoiceLogprobs,
     ChunkChoice,
-    CompletionUsage,
     RequestIdentity,
-    UsageExtra,
 )
 
-ROLES = ("system", "user", "assistant", "tool")
-NOT_YET_SUPPORTED = (
-    "n", "top_p", "stop", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs",
-    "top_logprobs", "response_format", "tools", "tool_choice",
-)
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
-def _validate_messages(messages: Any) -> list[dict]:
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise InvalidRequestError("messages must be a non-empty list of {'role', 'content'} dicts", param="messages")
-    clean = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise InvalidRequestError(f"messages[{i}] must be a dict, got {type(message).__name__}", param="messages")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise InvalidRequestError(f"messages[{i}].role is {role!r}; allowed: {', '.join(ROLES)}", param="messages")
-        if isinstance(content, list):
-            parts = []
-            for part in content:
-                if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
-                    raise InvalidRequestError(
-                        f"messages[{i}].content parts must be {{'type': 'text', 'text': str}}; got {part!r}",
-                        param="messages")
-                parts.append(part["text"])
-            content = "".join(parts)
-        if not isinstance(content, str):
-            raise InvalidRequestError(
-                f"messages[{i}].content must be a string or a list of text parts, got {type(content).__name__}",
-                param="messages")
-        clean.append({**message, "content": content})
-    return clean
+def chat_prompt_ids(core: EngineCore, request: ChatRequest) -> list[int]:
+    """The request's messages through the model's chat template, tokenized; checked to fit."""
+    if core.chat_template is None:
+        raise InvalidRequestError(f"model {core.model_id!r} has no chat template; use completions.create", param="messages")
+    extra = {} if request.enable_thinking is None else {"enable_thinking": request.enable_thinking}
+    prompt = core.chat_template.render(request.messages, add_generation_prompt=True, **extra)
+    ids = core.tokenizer.encode(prompt, add_special_tokens=False)
+    check_fits(core, ids)
+    return ids
 
 
-def _validate_sampling(temperature: Any, seed: Any, max_tokens: Any) -> tuple[float, int, int | None]:
-    if temperature is None:
-        temperature = 1.0
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-        raise InvalidRequestError(f"temperature is {temperature!r}; a number in [0, 2] is allowed", param="temperature")
-    if seed is None:
-        seed = secrets.randbits(32)
-    elif isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidRequestError(f"seed is {seed!r}; an integer is allowed", param="seed")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise InvalidRequestError(f"max_tokens is {max_tokens!r}; a positive integer is allowed", param="max_tokens")
-    return float(temperature), seed & 0xFFFFFFFF, max_tokens
+def check_fits(core: EngineCore, prompt_ids: list[int]) -> None:
+    window = core.model.context_window_size
+    if len(prompt_ids) >= window:
+        raise ContextLengthError(
+            f"the prompt has {len(prompt_ids)} tokens but the context window (context_window_size) is {window} "
+            f"tokens, and at least one must stay free for the reply; sliding_window_size is off. Shorten the "
+            "conversation or reload the model with a larger context_window_size.", param="messages")
 
 
-class Completions:
+class ChatCompletions:
     def __init__(self, engine: "Engine"):
         self._engine = engine
 
-    def create(
-        self,
-        *,
-        messages: list[dict],
-        model: str | None = None,
-        stream: bool = False,
-        stream_options: dict | None = None,
-        max_tokens: int | None = None,
-        max_completion_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        **unsupported: Any,
-    ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
-        """Create a chat completion (OpenAI's signature); `stream=True` returns an iterator of chunks."""
-        for name, value in unsupported.items():
-            if name in NOT_YET_SUPPORTED:
-                raise InvalidRequestError(f"{name} is not supported yet by notebook_llm", param=name)
-            raise InvalidRequestError(f"unknown parameter {name!r}", param=name)
-        core = self._engine.core_for(model)
-        messages = _validate_messages(messages)
-        temperature, seed, max_tokens = _validate_sampling(temperature, seed, max_completion_tokens or max_tokens)
-        include_usage = bool((stream_options or {}).get("include_usage", False))
-        if stream_options is not None and not stream:
-            raise InvalidRequestError("stream_options is only allowed with stream=True", param="stream_options")
-        prompt_ids = self._engine.prompt_ids(core, messages)
-        window = core.model.context_window_size
-        if len(prompt_ids) >= window:
-            raise ContextLengthError(
-                f"the prompt has {len(prompt_ids)} tokens; the context window holds {window} "
-                "(prompt plus at least one new token)", param="messages")
-        config = GenerationConfig(
-            max_new_tokens=max_tokens or window,
-            temperature=temperature,
-            seed=seed,
-            stop_token_ids=frozenset(core.tokenizer.stop_token_ids),
-        )
-        stats = GenerationStats()
-        tokens = core.generate(prompt_ids, config, stats)
-        if stream:
-            return self._stream(core, tokens, stats, include_usage)
-        decoder = StreamDecoder(core.tokenizer)
-        text = "".join(decoder.push(t) for t in tokens) + decoder.flush()
-        ident = RequestIdentity()
-        return ChatCompletion(
-            id=ident.id, created=ident.created, model=core.model_id,
-            choices=[Choice(0, ChatCompletionMessage(text), stats.finish_reason)],
-            usage=_usage(stats),
-        )
+    def create(self, **kwargs: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
+        """OpenAI's `chat.completions.create`; with `stream=True` an iterator of chunks."""
+        core = self._engine.core_for(kwargs.get("model"))
+        request = validate_chat_request(kwargs, vocab_size=core.config.vocab_size)
+        prompt_ids = chat_prompt_ids(core, request)
+        grammar = compile_response_format(request.response_format, core.tokenizer)  # errors before GPU work
+        stats = RunStats()
+        events = run_choices(core, prompt_ids, request, stats, grammar)
+        self._engine.remember(core, stats)
+        if request.stream:
+            return self._stream(core, request, events, stats)
+        return self._collect(core, request, events, stats)
 
-    def _stream(self, core: EngineCore, tokens: Iterator[int], stats: GenerationStats, include_usage: bool):
+    def _collect(self, core, request: ChatRequest, events: Iterator[ChoiceEvent], stats: RunStats) -> ChatCompletion:
+        texts = [""] * request.n
+        tokens: list[list] = [[] for _ in range(request.n)]
+        finish = ["length"] * request.n
+        for event in events:
+            texts[event.index] += event.text
+            tokens[event.index].extend(event.tokens)
+            if event.finish_reason:
+                finish[event.index] = event.finish_reason
+        ident = RequestIdentity()
+        choices = [
+            Choice(i, ChatCompletionMessage(texts[i]), finish[i],
+                   ChoiceLogprobs(chat_logprobs(core, tuple(tokens[i]))) if request.logprobs else None)
+            for i in range(request.n)
+        ]
+        self._engine.set_last_message(core, texts[0])
+        return ChatCompletion(id=ident.id, created=ident.created, model=core.model_id, choices=choices, usage=stats.usage())
+
+    def _stream(self, core, request: ChatRequest, events: Iterator[ChoiceEvent], stats: RunStats):
         ident = RequestIdentity()
 
-        def chunk(delta: ChoiceDelta, finish_reason=None, usage=None, choices=True) -> ChatCompletionChunk:
-            return ChatCompletionChunk(
-                id=ident.id, created=ident.created, model=core.model_id, usage=usage,
-                choices=[ChunkChoice(0, delta, finish_reason)] if choices else [],
-            )
+        def chunk(choices: list[ChunkChoice], usage=None) -> ChatCompletionChunk:
+            return ChatCompletionChunk(id=ident.id, created=ident.created, model=core.model_id, choices=choices, usage=usage)
 
-        decoder = StreamDecoder(core.tokenizer)
-        yield chunk(ChoiceDelta(role="assistant", content=""))
-        for token in tokens:
-            text = decoder.push(token)
-            if text:
-                yield chunk(ChoiceDelta(content=text))
-        tail = decoder.flush()
-        if tail:
-            yield chunk(ChoiceDelta(content=tail))
-        yield chunk(ChoiceDelta(), finish_reason=stats.finish_reason)
-        if include_usage:
-            yield chunk(ChoiceDelta(), usage=_usage(stats), choices=False)
-
-
-def _usage(stats: GenerationStats) -> CompletionUsage:
-    e2e = time.perf_counter() - stats.started
-    completion = stats.completion_tokens
-    return CompletionUsage(
-        prompt_tokens=stats.prompt_tokens,
-        completion_tokens=completion,
-        total_tokens=stats.prompt_tokens + completion,
-        extra=UsageExtra(
-            e2e_latency_s=e2e,
-            prefill_tokens_per_s=stats.prefill_tokens_per_s,
-            decode_tokens_per_s=stats.decode_tokens_per_s,
-            time_to_first_token_s=stats.prefill_seconds,
-            time_per_output_token_s=(1 / stats.decode_tokens_per_s) if stats.decode_tokens_per_s else 0.0,
-        ),
-    )
+        started: set[int] = set()
+        first_text = []
+        try:
+            for event in events:
+                if event.index not in started:
+                    started.add(event.index)
+                    yield chunk([ChunkChoice(event.index, ChoiceDelta(role="assistant", content=""))])
+                if event.index == 0:
+                    first_text.append(event.text)
+                logprobs = ChoiceLogprobs(chat_logprobs(core, event.tokens)) if request.logprobs and event.tokens else None
+                if event.text or logprobs:
+                    yield chunk([ChunkChoice(event.index, ChoiceDelta(content=event.text), None, logprobs)])
+                if event.finish_reason:
+                    yield chunk([ChunkChoice(event.index, ChoiceDelta(), event.finish_reason)])
+        finally:
+            events.close()
+            self._engine.set_last_message(core, "".join(first_text))
+        if request.include_usage:
+            yield chunk([], usage=stats.usage())
 
 
 class Chat:
     def __init__(self, engine: "Engine"):
-        self.completions = Completions(engine)
-
-
-class Engine:
-    """A local engine with OpenAI's chat API: `Engine(model=None)` loads the default model."""
-
-    def __init__(
-        self,
-        model: str | Path | None = None,
-        chat_options: ChatOptions | None = None,
-        adapter: str | None = None,
-    ):
-        self._core = EngineCore(model, chat_options, adapter)
-        self.chat = Chat(self)
-
-    @property
-    def model_id(self) -> str:
-        return self._core.model_id
-
-    @property
-    def core(self) -> EngineCore:
-        return self._core
-
-    @property
-    def tokenizer(self):
-        return self._core.tokenizer
-
-    def core_for(self, model: str | None) -> EngineCore:
-        if model is not None and model != self._core.model_id:
-            raise InvalidRequestError(
-                f"model {model!r} is not loaded; loaded: {self._core.model_id!r}", param="model")
-        return self._core
-
-    def prompt_ids(self, core: EngineCore, messages: list[dict]) -> list[int]:
-        if core.chat_template is None:
-            raise InvalidRequestError(f"model {core.model_id!r} has no chat template", param="messages")
-        prompt = core.chat_template.render(messages, add_generation_prompt=True)
-        return core.tokenizer.encode(prompt, add_special_tokens=False)
-
-    def runtime_stats_text(self) -> str:
-        return f"adapter: {self._core.adapter_description}; loaded in {self._core.load_seconds:.2f} s"
-
-
-def create_engine(model: str | Path | None = None, chat_options: ChatOptions | None = None, adapter: str | None = None) -> Engine:
-    """WebLLM's `CreateMLCEngine`: load `model` (default: SmolLM2-135M-Instruct) and return the engine."""
-    return Engine(model, chat_options, adapter)
+        self.completions = ChatCompletions(engine)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidRequestError, ModelNotFoundError
+from ..errors import EngineBusyError, InvalidRequestError, ModelNotFoundError
 from ..gpu.compute import GpuContext
 from ..loader.chat_template import ChatTemplate
 from ..loader.gguf_file import GGUFModelFile
@@ -123,6 +123,14 @@ class EngineCore:
         self, prompt_ids: list[int], config: GenerationConfig, stats: GenerationStats,
         constraint: TokenConstraint | None = None,
     ) -> Iterator[SampledToken]:
-        """Sampled tokens for `prompt_ids`; holds the engine's lock while running."""
-        with self.lock:
+        """Sampled tokens for `prompt_ids`, holding the model's lock until the iterator ends or is
+        closed. A second generation meanwhile is refused rather than queued: in a notebook the
+        usual cause is a stream left open in the same thread, where waiting would hang forever."""
+        if not self.lock.acquire(blocking=False):
+            raise EngineBusyError(
+                f"a generation is already running on {self.model_id!r} (or a stream from it is still open): "
+                "iterate the stream to its end or call its .close(), or call engine.interrupt_generate()")
+        try:
             yield from self.loop.generate(prompt_ids, config, stats, constraint)
+        finally:
+            self.lock.release()

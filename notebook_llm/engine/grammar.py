@@ -244,12 +244,14 @@ class Grammar:
 
     def consume(self, token_id: int) -> None:
         """Advance past `token_id`. A token the grammar does not allow raises RuntimeError and
-        leaves the state as it was."""
+        leaves the state as it was. The check reads the last mask; without one (no
+        allowed_bitmask() since the last consume) llguidance checks the bytes, which also accepts
+        another tokenization of text the grammar forces (the mask allows only the tokenizer's own)."""
         token_id = int(token_id)
         if not 0 <= token_id < self._n_tokens:
             raise RuntimeError(f"token id {token_id} is outside the vocabulary (0..{self._n_tokens - 1})")
         if self._mask_is_current:
-            allowed = bool(self._words[token_id >> 5] >> np.uint32(token_id & 31) & 1)
+            allowed = int(self._words[token_id >> 5]) >> (token_id & 31) & 1 == 1
         else:
             allowed = self._matcher.validate_tokens([token_id]) == 1
         if not allowed:
