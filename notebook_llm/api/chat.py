@@ -58,7 +58,8 @@ class ChatCompletions:
         core = self._engine.core_for(kwargs.get("model"))
         request = validate_chat_request(kwargs, vocab_size=core.config.vocab_size)
         prompt_ids = chat_prompt_ids(core, request)
-        grammar = compile_response_format(request.response_format, core.tokenizer)  # errors before GPU work
+        grammar = compile_response_format(  # errors before any GPU work
+            request.response_format, core.tokenizer, vocab_size=core.config.vocab_size)
         stats = RunStats()
         events = run_choices(core, prompt_ids, request, stats, grammar)
         self._engine.remember(core, stats)
