@@ -20,6 +20,7 @@ import numpy as np
 
 from notebook_llm.engine.core import ChatOptions, EngineCore
 from notebook_llm.engine.generation import GenerationConfig, GenerationStats
+from notebook_llm.engine.sampler import SamplingParams
 from notebook_llm.gpu.timing import PassTimer
 
 # llama-bench -ngl 99 -p 512 -n 128, FA on, H200 (shared/peers/README.md), shape A = SmolLM2-135M Q4_1.
@@ -28,7 +29,7 @@ PEER = {"name": "llama.cpp CUDA on H200 (2026-11-21, shared/peers)", "prefill_tp
 
 def measure_generation(core: EngineCore, prompt: list[int], new_tokens: int) -> GenerationStats:
     stats = GenerationStats()
-    config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0, seed=0)  # no stop ids: full length
+    config = GenerationConfig(new_tokens, SamplingParams(temperature=0.0, seed=0))  # no stop ids: full length
     for _ in core.generate(prompt, config, stats):
         pass
     return stats

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from notebook_llm.api.chat import chat_prompt_ids
+from notebook_llm.api.requests import validate_chat_request
+
 from .engine_trace import greedy_trace, log_softmax
 
 pytestmark = pytest.mark.slow
@@ -55,7 +58,8 @@ def test_rendered_prompts_and_token_ids_equal_llamacpp(engine):
         text = core.chat_template.render(case["messages"], add_generation_prompt=True)
         assert text == case["prompt_text"], name
         assert core.tokenizer.encode(text, add_special_tokens=False) == case["prompt_ids"], name
-        assert engine.prompt_ids(core, case["messages"]) == case["prompt_ids"], name
+        request = validate_chat_request({"messages": case["messages"]})
+        assert chat_prompt_ids(core, request) == case["prompt_ids"], name
 
 
 @pytest.mark.parametrize("name", list(PROMPTS))
