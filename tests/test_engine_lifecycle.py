@@ -11,6 +11,7 @@ import openai.types as oai_types
 import pytest
 
 from notebook_llm import (
+    ContextLengthError,
     AsyncEngine,
     ChatOptions,
     EngineNotLoadedError,
@@ -154,3 +155,21 @@ def test_chat_options_are_validated(tiny_paths):
         ChatOptions(sliding_window_size=512)
     with pytest.raises(InvalidRequestError, match="prefill_chunk_size"):
         ChatOptions(prefill_chunk_size=0)
+
+
+def test_context_overflow_drops_the_oldest_turns_only_when_asked(tiny_paths):
+    turns = [{"role": "system", "content": "sys"}]
+    for i in range(12):
+        turns += [{"role": "user", "content": f"question {i} " * 3}, {"role": "assistant", "content": f"answer {i} " * 3}]
+    turns.append({"role": "user", "content": "last"})
+    strict = create_engine(tiny_paths[0], chat_options=ChatOptions(context_window_size=128))
+    with pytest.raises(ContextLengthError, match="context_window_size"):
+        strict.chat.completions.create(messages=turns, max_tokens=2)
+    lenient = create_engine(tiny_paths[0], chat_options=ChatOptions(context_window_size=128, context_overflow="drop_oldest_turns"))
+    reply = lenient.chat.completions.create(messages=turns, max_tokens=2, ignore_eos=True)
+    dropped = reply.usage.extra.dropped_messages
+    assert dropped > 0 and reply.usage.prompt_tokens < 128
+    kept = [turns[0]] + turns[1 + dropped :]
+    expected = lenient.core.tokenizer.encode(
+        lenient.core.chat_template.render(kept, add_generation_prompt=True), add_special_tokens=False)
+    assert reply.usage.prompt_tokens == len(expected)

@@ -31,13 +31,30 @@ if TYPE_CHECKING:
 
 def chat_prompt_ids(core: EngineCore, request: ChatRequest) -> list[int]:
     """The request's messages through the model's chat template, tokenized; checked to fit."""
+    return fitted_chat_prompt(core, request)[0]
+
+
+def fitted_chat_prompt(core: EngineCore, request: ChatRequest) -> tuple[list[int], int]:
+    """(prompt ids, number of oldest messages dropped). Drops only when the model was loaded with
+    ChatOptions(context_overflow="drop_oldest_turns"); the system prompt and the last message stay."""
     if core.chat_template is None:
         raise InvalidRequestError(f"model {core.model_id!r} has no chat template; use completions.create", param="messages")
     extra = {} if request.enable_thinking is None else {"enable_thinking": request.enable_thinking}
-    prompt = core.chat_template.render(request.messages, add_generation_prompt=True, **extra)
-    ids = core.tokenizer.encode(prompt, add_special_tokens=False)
+    messages = list(request.messages)
+    dropped = 0
+    while True:
+        prompt = core.chat_template.render(messages, add_generation_prompt=True, **extra)
+        ids = core.tokenizer.encode(prompt, add_special_tokens=False)
+        droppable = [i for i, m in enumerate(messages[:-1]) if m["role"] != "system"]
+        if len(ids) < core.model.context_window_size or core.options.context_overflow != "drop_oldest_turns" or not droppable:
+            break
+        del messages[droppable[0]]
+        while droppable[0] < len(messages) - 1 and messages[droppable[0]]["role"] == "tool":
+            del messages[droppable[0]]  # a tool reply goes with the call it answers
+            dropped += 1
+        dropped += 1
     check_fits(core, ids)
-    return ids
+    return ids, dropped
 
 
 def check_fits(core: EngineCore, prompt_ids: list[int]) -> None:
@@ -57,10 +74,10 @@ class ChatCompletions:
         """OpenAI's `chat.completions.create`; with `stream=True` an iterator of chunks."""
         core = self._engine.core_for(kwargs.get("model"))
         request = validate_chat_request(kwargs, vocab_size=core.config.vocab_size)
-        prompt_ids = chat_prompt_ids(core, request)
+        prompt_ids, dropped = fitted_chat_prompt(core, request)
         grammar = compile_response_format(  # errors before any GPU work
             request.response_format, core.tokenizer, vocab_size=core.config.vocab_size)
-        stats = RunStats()
+        stats = RunStats(dropped_messages=dropped)
         events = run_choices(core, prompt_ids, request, stats, grammar)
         self._engine.remember(core, stats)
         if request.stream:

@@ -50,6 +50,7 @@ class RunStats:
 
     started: float = field(default_factory=time.perf_counter)
     per_choice: list[GenerationStats] = field(default_factory=list)
+    dropped_messages: int = 0  # oldest turns left out to fit the context window
 
     def usage(self) -> CompletionUsage:
         first = self.per_choice[0]
@@ -67,6 +68,7 @@ class RunStats:
                 decode_tokens_per_s=decode_tps,
                 time_to_first_token_s=first.prefill_seconds,
                 time_per_output_token_s=1 / decode_tps if decode_tps else 0.0,
+                dropped_messages=self.dropped_messages,
             ),
         )
 

@@ -107,13 +107,15 @@ class Choice(_Record):
 
 @dataclass(frozen=True)
 class UsageExtra(_Record):
-    """WebLLM's timing fields, reported with every usage block."""
+    """WebLLM's timing fields, reported with every usage block, plus how many of the oldest
+    messages were dropped to fit the context window (ChatOptions.context_overflow)."""
 
     e2e_latency_s: float
     prefill_tokens_per_s: float
     decode_tokens_per_s: float
     time_to_first_token_s: float
     time_per_output_token_s: float
+    dropped_messages: int = 0
 
 
 @dataclass(frozen=True)

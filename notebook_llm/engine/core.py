@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 from ..errors import EngineBusyError, InvalidRequestError, ModelNotFoundError
@@ -31,6 +32,9 @@ class ChatOptions:
     context_window_size: int | None = 2048
     prefill_chunk_size: int = 128
     sliding_window_size: int | None = None  # WebLLM's -1 also means "off"
+    # what a chat prompt that does not fit does: raise ContextLengthError, or drop the oldest
+    # turns (never the system prompt or the last message) and report it in usage.extra
+    context_overflow: Literal["error", "drop_oldest_turns"] = "error"
 
     def __post_init__(self):
         if self.context_window_size is not None and (not isinstance(self.context_window_size, int) or self.context_window_size < 2):
@@ -45,6 +49,10 @@ class ChatOptions:
             raise InvalidRequestError(
                 f"sliding_window_size is {self.sliding_window_size!r}; sliding-window attention is not implemented "
                 "yet, so only None or -1 (off) is allowed", param="sliding_window_size")
+        if self.context_overflow not in ("error", "drop_oldest_turns"):
+            raise InvalidRequestError(
+                f"context_overflow is {self.context_overflow!r}; allowed: 'error', 'drop_oldest_turns'",
+                param="context_overflow")
 
 
 @dataclass(frozen=True)
