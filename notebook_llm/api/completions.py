@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidRequestError
 from .chat import check_fits
 from .requests import CompletionRequest, validate_completion_request
-from .runner import RunStats, TokenText, run_choices
+from .runner import RunStats, TokenText, run_choices, token_text
 from .types import Completion, CompletionChoice, CompletionLogprobs, RequestIdentity
 
 if TYPE_CHECKING:
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 
 
 def _legacy_logprobs(core, tokens: list[TokenText], start_offset: int) -> CompletionLogprobs:
-    from .runner import token_text
-
     texts, logprobs, tops, offsets = [], [], [], []
     offset = start_offset
     for t in tokens:
