@@ -23,5 +23,19 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_MODEL_ID", "AsyncEngine", "ChatOptions", "ContextLengthError", "DeviceLimitError", "Engine",
     "EngineBusyError", "EngineNotLoadedError", "InitProgressReport", "InvalidRequestError", "ModelFormatError",
-    "ModelNotFoundError", "NoAdapterError", "NotebookLLMError", "create_engine",
+    "ModelNotFoundError", "NoAdapterError", "NotebookLLMError", "create_engine", "load_ipython_extension",
+    "unload_ipython_extension",
 ]
+
+
+def load_ipython_extension(ip):
+    """`%load_ext notebook_llm`: the %llm and %%llm magics (IPython is imported only here)."""
+    from .magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip):
+    from .magics import unload_ipython_extension as unload
+
+    unload(ip)

@@ -1,0 +1,379 @@
+"""`LLMMagics`: the `%%llm` cell magic and the `%llm` line magic.
+
+Owns the notebook's conversation (one per kernel), the engine the magics use (created on first
+use, or given), the record of cell errors behind `Err[n]` and `%llm fix`, and the traits that
+`%config LLMMagics.<name> = <value>` sets. Parsing lives in `options`, prompts in `prompt`,
+outputs in `render`. A user's mistake (bad option, unknown model, rejected request) prints one
+line to stderr and changes nothing; a bug still raises.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import sys
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Enum, Float, Int, TraitError, Unicode, validate
+from traitlets.config import Configurable
+
+from ..api.engine import Engine, create_engine
+from ..api.requests import ChatRequest, validate_chat_request
+from ..engine.core import DEFAULT_MODEL_ID, resolve_model_path
+from ..errors import InvalidRequestError, NotebookLLMError
+from .options import (
+    FORMATS,
+    CellOptions,
+    RequestDefaults,
+    cell_parser,
+    describe_error,
+    parse_cell_line,
+    request_arguments,
+)
+from .prompt import CellError, Conversation, NotebookHistory, fix_prompt, interpolate, traceback_text
+from .render import LiveView, Reply, extract_code, final_bundle, logprobs_html, parse_json, publish
+
+SUBCOMMANDS = {
+    "list": "the loaded models and the default",
+    "use MODEL": "load MODEL, a model id or a .gguf path, in place of the loaded one",
+    "history": "the conversation so far",
+    "reset": "forget the conversation",
+    "stats": "speed of the last request",
+    "config": "the defaults; change them with %config LLMMagics.<name> = <value>",
+    "fix [OPTIONS]": "explain the last error and insert a corrected cell below (OPTIONS as for %%llm)",
+}
+
+
+@magics_class
+class LLMMagics(Magics, Configurable):
+    """`%%llm` sends the cell to a local model as the next message of the notebook's conversation;
+    `%llm` manages the model and the conversation (`%llm` alone lists its subcommands)."""
+
+    default_model = Unicode(
+        None, allow_none=True, help="model of cells without -m (None: the built-in default)").tag(config=True)
+    """Model id or path to a .gguf file that cells without `-m` use; None is the built-in default.
+
+    - Type: `str | None`
+    - Default: `None`
+    """
+
+    default_system = Unicode(
+        None, allow_none=True, help="system prompt of new conversations (None: the model's)").tag(config=True)
+    """System prompt of a conversation that `--system` has not set; None keeps the chat template's own.
+
+    - Type: `str | None`
+    - Default: `None`
+    """
+
+    default_temperature = Float(
+        0.7, allow_none=True, help="temperature of cells without --temperature").tag(config=True)
+    """Sampling temperature of cells without `--temperature`, 0 (greedy) to 2; None is the API's 1.0.
+
+    - Type: `float | None`
+    - Default: `0.7`
+    """
+
+    default_max_tokens = Int(
+        512, allow_none=True, help="reply length limit of cells without --max-tokens").tag(config=True)
+    """Most tokens in a reply of cells without `--max-tokens`; None runs to the end of the turn.
+
+    - Type: `int | None`
+    - Default: `512`
+    """
+
+    default_format = Enum(FORMATS, "markdown", help="how replies are shown without --format").tag(config=True)
+    """How a reply is shown when the cell gives no `--format` (`--json`/`--schema` imply json).
+
+    - Type: one of `markdown`, `text`, `code`, `json`, `html`
+    - Default: `"markdown"`
+    """
+
+    stream_interval = Float(0.05, help="seconds between updates of a streaming reply").tag(config=True)
+    """Shortest time between two updates of the live display while a reply streams; 0 updates on every token.
+
+    - Type: `float`
+    - Default: `0.05`
+    """
+
+    def __init__(self, shell=None, engine: Engine | None = None, **kwargs: Any):
+        super().__init__(shell=shell, **kwargs)
+        self._engine = engine
+        self.conversation = Conversation()
+        self.last_error: CellError | None = None  # for %llm fix
+        self.error_texts: dict[int, str] = {}  # `Err` in the notebook: execution count -> traceback text
+        self.last_reply: Reply | None = None
+
+    # -- traits ----------------------------------------------------------------------------------
+    @validate("default_model")
+    def _check_model(self, proposal):
+        if proposal.value is not None:
+            try:
+                resolve_model_path(proposal.value)
+            except NotebookLLMError as e:
+                raise TraitError(str(e)) from None
+        return proposal.value
+
+    @validate("default_temperature", "default_max_tokens")
+    def _check_request_default(self, proposal):
+        field = proposal.trait.name.removeprefix("default_")
+        if proposal.value is not None:
+            try:
+                validate_chat_request({"messages": [{"role": "user", "content": "-"}], field: proposal.value})
+            except InvalidRequestError as e:
+                raise TraitError(f"{proposal.trait.name}: {e}") from None
+        return proposal.value
+
+    @validate("stream_interval")
+    def _check_interval(self, proposal):
+        if proposal.value < 0:
+            raise TraitError(f"stream_interval is {proposal.value}; allowed: seconds >= 0")
+        return proposal.value
+
+    # -- the engine ------------------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        """The engine, loading the default model on first use."""
+        if self._engine is None:
+            print(f"Loading {self.default_model or DEFAULT_MODEL_ID}…", file=sys.stderr)
+            self._engine = create_engine(self.default_model)
+        return self._engine
+
+    def _model_for(self, spec: str | None) -> str | None:
+        """The `model` of a request for `spec` (None: the loaded one), loading it if needed."""
+        if spec is None:
+            return None
+        model_id = resolve_model_path(spec)[0]  # an unknown model fails before anything loads
+        if self._engine is None:
+            print(f"Loading {model_id}…", file=sys.stderr)
+            self._engine = create_engine(spec)
+        elif model_id not in self._engine.loaded_models:
+            loaded = ", ".join(self._engine.loaded_models) or "nothing"
+            print(f"Loading {model_id} in place of {loaded}…", file=sys.stderr)
+            self._engine.reload(spec)
+        return model_id
+
+    # -- the magic -------------------------------------------------------------------------------
+    @line_cell_magic
+    def llm(self, line: str, cell: str | None = None):
+        magic = "%llm" if cell is None else "%%llm"
+        try:
+            if cell is None:
+                self._subcommand(line)
+            else:
+                self._cell(line, cell)
+        except NotebookLLMError as e:
+            print(describe_error(e, magic), file=sys.stderr)
+
+    def _cell(self, line: str, cell: str) -> None:
+        options = parse_cell_line(line)
+        text = cell.strip("\n")
+        if not text.strip():
+            raise _usage_error("the cell is empty; write the message on the lines below %%llm")
+        if options.interpolate:
+            text = interpolate(text, self.shell.user_ns, self._history(), frozenset(self.shell.user_ns_hidden))
+        fmt = options.format or ("json" if options.json or options.schema else self.default_format)
+        reply = self._ask(options, text, fmt)
+        if fmt == "code" and (code := extract_code(reply.texts[0])):
+            self.shell.set_next_input(code[1], replace=False)
+        if options.out:
+            self.shell.user_ns[options.out] = _out_value(reply, fmt)
+
+    def _ask(self, options: CellOptions, text: str, fmt: str) -> Reply:
+        """Send `text` as the next user message, show the reply and keep the turn (a request that
+        fails raises before the conversation changes; an interrupted one keeps its partial reply)."""
+        conversation = Conversation() if options.new else self.conversation
+        system = options.system if options.system is not None else (conversation.system or self.default_system)
+        messages = conversation.messages_with(text, system)
+        seed = options.seed if options.seed is not None else secrets.randbits(31)
+        defaults = RequestDefaults(self.default_temperature, self.default_max_tokens)
+        arguments = {"messages": messages, **request_arguments(options, defaults, seed, self.shell.user_ns)}
+        request = validate_chat_request(arguments)  # pure checks, before any model loads
+        arguments["model"] = self._model_for(options.model or self.default_model)
+        reply, interrupted = self._generate(arguments, options.stream, fmt)
+        if options.new:
+            self.conversation.clear()
+        self.conversation.add_turn(text, reply.texts[0] if reply.texts else "", system=options.system)
+        self.last_reply = reply
+        self._show(reply, fmt, request)
+        if interrupted:
+            print("%%llm: interrupted; the partial reply is kept in the conversation", file=sys.stderr)
+        return reply
+
+    def _generate(self, arguments: dict, stream: bool, fmt: str) -> tuple[Reply, bool]:
+        """(the reply, whether the user interrupted it), with a live display meanwhile."""
+        engine = self.engine
+        view = LiveView(self.shell.display_pub, fmt, self.stream_interval)
+        view.start()
+        reply, interrupted = Reply(), False
+        try:
+            if not stream:
+                reply = Reply.from_completion(engine.chat.completions.create(**arguments))
+                return reply, False
+            chunks = engine.chat.completions.create(**arguments, stream=True, stream_options={"include_usage": True})
+            try:
+                for chunk in chunks:
+                    reply.add_chunk(chunk)
+                    view.update(_live_text(reply.texts))
+            finally:
+                chunks.close()  # ends the generation (and frees the engine) however the loop ended
+        except KeyboardInterrupt:
+            engine.interrupt_generate()
+            reply.mark_aborted()
+            interrupted = True
+        finally:
+            view.finish()
+        return reply, interrupted
+
+    def _show(self, reply: Reply, fmt: str, request: ChatRequest) -> None:
+        publisher = self.shell.display_pub
+        count = len(reply.texts)
+        for index, text in enumerate(reply.texts):
+            if count > 1:
+                heading = f"Reply {index + 1} of {count}"
+                publish(publisher, {"text/markdown": f"**{heading}**", "text/plain": heading + ":"})
+            bundle, warning = final_bundle(text, fmt)
+            publish(publisher, bundle, {"notebook_llm": {
+                "model_id": reply.model, "seed": request.seed, "temperature": request.temperature,
+                "top_p": request.top_p, "max_tokens": request.max_tokens, "index": index,
+                "finish_reason": reply.finish_reasons[index],
+            }})
+            if warning:
+                print(f"%%llm: {warning}", file=sys.stderr)
+        if request.logprobs and reply.logprobs and reply.logprobs[0]:
+            publish(publisher, {"text/html": logprobs_html(reply), "text/plain": _logprob_summary(reply)})
+
+    # -- %llm subcommands --------------------------------------------------------------------------
+    def _subcommand(self, line: str) -> None:
+        name, _, rest = line.strip().partition(" ")
+        rest = rest.strip()
+        commands = {"list": self._list, "use": self._use, "history": self._print_history, "reset": self._reset,
+                    "stats": self._stats, "config": self._config, "fix": self._fix}
+        if not name:
+            print(_subcommand_help() + "\nAsk the model with the %%llm cell magic (options: %%llm?).")
+            return
+        if name not in commands:
+            raise _usage_error(f"unknown subcommand {name!r}; allowed: {', '.join(commands)} "
+                             "(ask the model with the %%llm cell magic)")
+        if rest and name not in ("use", "fix"):
+            raise _usage_error(f"{name} takes no arguments, got {rest!r}")
+        commands[name](rest)
+
+    def _list(self, _: str) -> None:
+        loaded = self._engine.loaded_models if self._engine is not None else []
+        print("No model registry yet: a model is the built-in id or a path to a .gguf file.")
+        print(f"default: {self.default_model or DEFAULT_MODEL_ID}")
+        print(f"loaded:  {', '.join(loaded) if loaded else '(none yet: the default loads on first use)'}")
+
+    def _use(self, spec: str) -> None:
+        spec = spec.strip("'\"")
+        if not spec:
+            raise _usage_error("use needs a model: %llm use MODEL_ID_OR_PATH.gguf")
+        resolve_model_path(spec)  # fails before anything is unloaded
+        if self._engine is None:
+            self._engine = create_engine(spec)
+        else:
+            self._engine.reload(spec)
+        self.default_model = spec
+        print(f"Using {self._engine.model_id}")
+
+    def _print_history(self, _: str) -> None:
+        print(self.conversation.as_text() if self.conversation.turns else "(the conversation is empty)")
+
+    def _reset(self, _: str) -> None:
+        self.conversation.clear()
+        if self._engine is not None:
+            for model in self._engine.loaded_models:
+                self._engine.reset_chat(model=model)
+        print("The conversation is empty.")
+
+    def _stats(self, _: str) -> None:
+        if self._engine is None:
+            print("No model loaded yet.")
+            return
+        for model in self._engine.loaded_models:
+            print(self._engine.runtime_stats_text(model))
+
+    def _config(self, _: str) -> None:
+        for name in self.trait_names(config=True):
+            print(f"LLMMagics.{name} = {getattr(self, name)!r}")
+        print("Change with %config LLMMagics.<name> = <value>")
+
+    def _fix(self, line: str) -> None:
+        if self.last_error is None:
+            raise _usage_error("no error recorded yet: %llm fix explains the last cell that raised one")
+        options = parse_cell_line(line)
+        reply = self._ask(options, fix_prompt(self.last_error), "markdown")
+        code = extract_code(reply.texts[0], whole_if_no_fence=False)
+        if code is None:
+            print("%llm fix: the reply has no code block; nothing was inserted", file=sys.stderr)
+        else:
+            self.shell.set_next_input(code[1], replace=False)
+
+    # -- notebook history ------------------------------------------------------------------------
+    def record_error(self, result) -> None:
+        """post_run_cell hook: keep the traceback of a cell that raised, for Err[n] and %llm fix."""
+        error = result.error_in_exec or result.error_before_exec
+        if error is None:
+            return
+        count = result.execution_count  # None for a cell run without history (no Err entry then)
+        cell = getattr(getattr(result, "info", None), "raw_cell", None) or ""
+        self.last_error = CellError(count, cell, traceback_text(error))
+        if count is not None:
+            self.error_texts[count] = self.last_error.traceback
+
+    def _history(self) -> NotebookHistory:
+        history = self.shell.history_manager
+        plain = self.shell.display_formatter.formatters["text/plain"]
+
+        def inputs(n: int) -> str | None:
+            raw = history.input_hist_raw
+            return raw[n] if 1 <= n < len(raw) else None
+
+        def outputs(n: int) -> str | None:
+            return plain(history.output_hist[n]) if n in history.output_hist else None
+
+        return NotebookHistory(inputs, outputs, self.error_texts.get)
+
+
+def _subcommand_help() -> str:
+    return "%llm subcommands:\n" + "\n".join(f"  %llm {k:<14} {v}" for k, v in SUBCOMMANDS.items())
+
+
+LLMMagics.llm.__doc__ = (
+    "%%llm [options]: the cell is the next user message of the notebook's conversation.\n\n"
+    "{name} in the cell is replaced by the variable's value, {In[n]}, {Out[n]} and {Err[n]} by cell n's\n"
+    "input, output and traceback; other braces stay as written (--no-interpolate: all of them).\n\n"
+    + cell_parser().format_help() + "\n" + _subcommand_help()
+)
+
+
+def _usage_error(message: str) -> InvalidRequestError:
+    """A mistake in how a magic was called (printed as one line, like a rejected request)."""
+    return InvalidRequestError(message, param="%llm")
+
+
+def _live_text(texts: list[str]) -> str:
+    if len(texts) <= 1:
+        return texts[0] if texts else ""
+    return "\n\n".join(f"Reply {i + 1}:\n{t}" for i, t in enumerate(texts))
+
+
+def _out_value(reply: Reply, fmt: str) -> Any:
+    """What --out stores: the text, parsed JSON for the json format, a list of them when n > 1."""
+    def one(text: str) -> Any:
+        if fmt == "json":
+            try:
+                return parse_json(text)
+            except ValueError:
+                return text
+        return text
+
+    values = [one(t) for t in reply.texts]
+    return values[0] if len(values) == 1 else values
+
+
+def _logprob_summary(reply: Reply) -> str:
+    tokens = reply.logprobs[0]
+    mean = sum(t.logprob for t in tokens) / len(tokens)
+    return f"{len(tokens)} tokens, mean probability per token {math.exp(mean):.3f} (geometric)"
