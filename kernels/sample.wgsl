@@ -10,7 +10,9 @@
 // All three are measured on the full (unmasked) distribution and intersected; note that Hugging Face
 // applies top-p to the distribution left after top-k, which can keep fewer tokens.
 // g_i = -log(-log(u_i)) is standard Gumbel noise with u_i uniform in (0, 1) from a counter-based hash of
-// (step.seed, step.position, i), so the token is an exact draw from softmax(scores / T) renormalised
+// (step.seed, p, i), p = step.position + step.n_tokens the absolute position of the token being drawn
+// (so a draw does not depend on how the prompt was chunked or how much of it came from the KV cache),
+// and the token is an exact draw from softmax(scores / T) renormalised
 // over S (argmax of scores/T + g equals argmax of scores + T g for T > 0; the latter never overflows for
 // tiny T), and the same (seed, position) always gives the same token. Scores must not be NaN.
 //
@@ -209,7 +211,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         if (params.min_p > 0.0) {
             threshold = max(threshold, order_key(top.value + temperature * log(params.min_p)));
         }
-        let stream = pcg_hash(step.seed ^ pcg_hash(step.position));
+        let stream = pcg_hash(step.seed ^ pcg_hash(step.position + step.n_tokens));
         var drawn = Candidate(0.0, NONE);
         for (var i = lid; i < params.vocab; i += WORKGROUP) {
             let s = scores[i];

@@ -173,3 +173,13 @@ def test_context_overflow_drops_the_oldest_turns_only_when_asked(tiny_paths):
     expected = lenient.core.tokenizer.encode(
         lenient.core.chat_template.render(kept, add_generation_prompt=True), add_special_tokens=False)
     assert reply.usage.prompt_tokens == len(expected)
+
+
+def test_a_seeded_sample_does_not_depend_on_what_the_kv_cache_held(tiny_paths):
+    engine = create_engine(tiny_paths[0], chat_options=ChatOptions(context_window_size=128, prefill_chunk_size=8))
+    ask = dict(messages=HI, temperature=1.0, seed=1234, max_tokens=8, ignore_eos=True)
+    fresh = engine.chat.completions.create(**ask).choices[0].message.content
+    assert engine.last_stats().per_choice[0].prefilled_tokens == engine.last_stats().per_choice[0].prompt_tokens
+    cached = engine.chat.completions.create(**ask).choices[0].message.content
+    assert engine.last_stats().per_choice[0].prefilled_tokens == 1
+    assert cached == fresh
