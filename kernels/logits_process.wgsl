@@ -18,20 +18,7 @@
 // Mapping: dispatch (ceil(vocab / 256), 1, 1); one thread per token.
 // Tested by tests/test_sampler.py (scores against a numpy float64 reference of the same formula).
 
-struct SamplingParams {
-    vocab: u32,
-    top_k: u32,
-    top_logprobs: u32,
-    _reserved: u32,
-    top_p: f32,
-    min_p: f32,
-    repetition_penalty: f32,
-    frequency_penalty: f32,
-    presence_penalty: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+//!include sampling_params
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> bias: array<f32>;

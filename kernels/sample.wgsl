@@ -38,20 +38,8 @@
 // Tested by tests/test_kernels_sample.py (argmax, draws against softmax by chi-square) and
 // tests/test_sampler.py (top-k, top-p, min-p and temperature draws by chi-square, kept set exact).
 
-struct SamplingParams {
-    vocab: u32,
-    top_k: u32,
-    top_logprobs: u32,
-    _reserved: u32,
-    top_p: f32,
-    min_p: f32,
-    repetition_penalty: f32,
-    frequency_penalty: f32,
-    presence_penalty: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+//!include sampling_params
+//!include workgroup_argmax
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> scores: array<f32>;
@@ -64,14 +52,10 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 const WORKGROUP: u32 = 256u;
 const GROUPS: u32 = 16u;  // workgroup_sum: 16 groups of 16 partials
 const GROUP_SIZE: u32 = WORKGROUP / GROUPS;
-const NONE: u32 = 0xffffffffu;
 const MASKED: f32 = -3.0e38;
 
-struct Candidate { value: f32, index: u32 }
 struct Kept { mass: f32, count: u32 }
 
-var<workgroup> best_values: array<f32, WORKGROUP>;
-var<workgroup> best_indices: array<u32, WORKGROUP>;
 var<workgroup> partial_mass: array<f32, WORKGROUP>;
 var<workgroup> partial_count: array<u32, WORKGROUP>;
 var<workgroup> group_mass: array<f32, GROUPS>;
@@ -102,30 +86,6 @@ fn standard_exponential(h: u32) -> f32 {
 fn order_key(x: f32) -> u32 {
     let bits = bitcast<u32>(select(x, 0.0, x == 0.0));
     return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
-}
-
-fn better(value: f32, index: u32, best: Candidate) -> bool {
-    return best.index == NONE || value > best.value || (value == best.value && index < best.index);
-}
-
-// Argmax of one candidate per thread (ties: lowest index); every thread gets the winner.
-fn workgroup_argmax(lid: u32, mine: Candidate) -> Candidate {
-    best_values[lid] = mine.value;
-    best_indices[lid] = mine.index;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            let other = best_indices[lid + stride];
-            if (other != NONE && better(best_values[lid + stride], other, Candidate(best_values[lid], best_indices[lid]))) {
-                best_values[lid] = best_values[lid + stride];
-                best_indices[lid] = other;
-            }
-        }
-        workgroupBarrier();
-    }
-    let winner = Candidate(best_values[0], best_indices[0]);
-    workgroupBarrier();  // all have read before the arrays are reused
-    return winner;
 }
 
 // Sum over the workgroup in two levels of 16 (16 threads add 16 partials each, thread 0 adds the 16),

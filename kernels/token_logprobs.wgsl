@@ -17,20 +17,8 @@
 // threads' list heads merge the lists (the winning thread advances its head).
 // Tested by tests/test_sampler.py (against numpy float64 log_softmax, order included).
 
-struct SamplingParams {
-    vocab: u32,
-    top_k: u32,
-    top_logprobs: u32,
-    _reserved: u32,
-    top_p: f32,
-    min_p: f32,
-    repetition_penalty: f32,
-    frequency_penalty: f32,
-    presence_penalty: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+//!include sampling_params
+//!include workgroup_argmax
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> tokens: array<u32>;
@@ -40,40 +28,11 @@ struct SamplingParams {
 const WORKGROUP: u32 = 256u;
 const GROUPS: u32 = 16u;  // the sum: 16 threads add 16 partials each, then every thread adds the 16
 const MAX_TOP: u32 = 20u;
-const NONE: u32 = 0xffffffffu;
 const TOP_IDS: u32 = 4u;        // result words [4, 24)
 const TOP_LOGPROBS: u32 = 24u;  // result words [24, 44)
 
-struct Candidate { value: f32, index: u32 }
-
-var<workgroup> best_values: array<f32, WORKGROUP>;
-var<workgroup> best_indices: array<u32, WORKGROUP>;
 var<workgroup> partial_sum: array<f32, WORKGROUP>;
 var<workgroup> group_sum: array<f32, GROUPS>;
-
-fn better(value: f32, index: u32, best: Candidate) -> bool {
-    return best.index == NONE || value > best.value || (value == best.value && index < best.index);
-}
-
-// Argmax of one candidate per thread (ties: lowest index); every thread gets the winner.
-fn workgroup_argmax(lid: u32, mine: Candidate) -> Candidate {
-    best_values[lid] = mine.value;
-    best_indices[lid] = mine.index;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            let other = best_indices[lid + stride];
-            if (other != NONE && better(best_values[lid + stride], other, Candidate(best_values[lid], best_indices[lid]))) {
-                best_values[lid] = best_values[lid + stride];
-                best_indices[lid] = other;
-            }
-        }
-        workgroupBarrier();
-    }
-    let winner = Candidate(best_values[0], best_indices[0]);
-    workgroupBarrier();  // all have read before the arrays are reused
-    return winner;
-}
 
 fn workgroup_sum(lid: u32, mine: f32) -> f32 {
     partial_sum[lid] = mine;
