@@ -13,7 +13,7 @@ from ..engine.core import EngineCore
 from ..engine.grammar import compile_response_format
 from ..errors import ContextLengthError, InvalidRequestError
 from .requests import ChatRequest, validate_chat_request
-from .runner import ChoiceEvent, RunStats, chat_logprobs, run_choices
+from .runner import ChoiceEvent, RunStats, chat_logprobs, collect_choices, run_choices
 from .types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -85,21 +85,14 @@ class ChatCompletions:
         return self._collect(core, request, events, stats)
 
     def _collect(self, core, request: ChatRequest, events: Iterator[ChoiceEvent], stats: RunStats) -> ChatCompletion:
-        texts = [""] * request.n
-        tokens: list[list] = [[] for _ in range(request.n)]
-        finish = ["length"] * request.n
-        for event in events:
-            texts[event.index] += event.text
-            tokens[event.index].extend(event.tokens)
-            if event.finish_reason:
-                finish[event.index] = event.finish_reason
+        collected = collect_choices(events, request.n)
         ident = RequestIdentity()
         choices = [
-            Choice(i, ChatCompletionMessage(texts[i]), finish[i],
-                   ChoiceLogprobs(chat_logprobs(core, tuple(tokens[i]))) if request.logprobs else None)
-            for i in range(request.n)
+            Choice(i, ChatCompletionMessage(c.text), c.finish_reason,
+                   ChoiceLogprobs(chat_logprobs(core, tuple(c.tokens))) if request.logprobs else None)
+            for i, c in enumerate(collected)
         ]
-        self._engine.set_last_message(core, texts[0])
+        self._engine.set_last_message(core, collected[0].text)
         return ChatCompletion(id=ident.id, created=ident.created, model=core.model_id, choices=choices, usage=stats.usage())
 
     def _stream(self, core, request: ChatRequest, events: Iterator[ChoiceEvent], stats: RunStats):

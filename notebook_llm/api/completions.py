@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidRequestError
 from .chat import check_fits
 from .requests import CompletionRequest, validate_completion_request
-from .runner import RunStats, TokenText, run_choices, token_text
+from .runner import RunStats, TokenText, collect_choices, run_choices, token_text
 from .types import Completion, CompletionChoice, CompletionLogprobs, RequestIdentity
 
 if TYPE_CHECKING:
@@ -58,20 +58,14 @@ class Completions:
         return self._collect(core, request, events, stats, echo)
 
     def _collect(self, core, request: CompletionRequest, events, stats: RunStats, echo: str) -> Completion:
-        texts = [echo] * request.n
-        tokens: list[list[TokenText]] = [[] for _ in range(request.n)]
-        finish = ["length"] * request.n
-        for event in events:
-            texts[event.index] += event.text
-            tokens[event.index].extend(event.tokens)
-            if event.finish_reason:
-                finish[event.index] = event.finish_reason
+        collected = collect_choices(events, request.n, prefix=echo)
         ident = RequestIdentity.for_completion()
         choices = [
-            CompletionChoice(texts[i], i, finish[i], _legacy_logprobs(core, tokens[i], len(echo)) if request.logprobs else None)
-            for i in range(request.n)
+            CompletionChoice(c.text, i, c.finish_reason,
+                             _legacy_logprobs(core, c.tokens, len(echo)) if request.logprobs else None)
+            for i, c in enumerate(collected)
         ]
-        self._engine.set_last_message(core, texts[0])
+        self._engine.set_last_message(core, collected[0].text)
         return Completion(id=ident.id, created=ident.created, model=core.model_id, choices=choices, usage=stats.usage())
 
     def _stream(self, core, request: CompletionRequest, events, stats: RunStats, echo: str):

@@ -138,3 +138,22 @@ def _one_choice(core, index, prompt_ids, config, stats, stops, grammar) -> Itera
         tokens.close()  # releases the engine's lock even when the consumer stops early
     tail = stopper.push(decoder.flush()) + stopper.flush()
     yield ChoiceEvent(index, tail, (), "stop" if stopper.stopped else stats.finish_reason)
+
+
+@dataclass
+class CollectedChoice:
+    text: str = ""
+    tokens: list[TokenText] = field(default_factory=list)
+    finish_reason: str = "length"
+
+
+def collect_choices(events: Iterator[ChoiceEvent], n: int, prefix: str = "") -> list[CollectedChoice]:
+    """The whole text, tokens and finish reason of each of `n` choices (non-streaming responses)."""
+    choices = [CollectedChoice(prefix) for _ in range(n)]
+    for event in events:
+        choice = choices[event.index]
+        choice.text += event.text
+        choice.tokens.extend(event.tokens)
+        if event.finish_reason:
+            choice.finish_reason = event.finish_reason
+    return choices
