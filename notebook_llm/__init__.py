@@ -6,7 +6,9 @@
 """
 
 from .api.engine import AsyncEngine, Engine, create_engine
-from .engine.core import DEFAULT_MODEL_ID, ChatOptions, InitProgressReport
+from .engine.core import ChatOptions
+from .progress import InitProgressReport
+from .registry import DEFAULT_MODEL_ID, AppConfig, ModelRecord, list_models, prebuilt_app_config
 from .errors import (
     ContextLengthError,
     DeviceLimitError,
@@ -21,7 +23,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 __all__ = [
-    "DEFAULT_MODEL_ID", "AsyncEngine", "ChatOptions", "ContextLengthError", "DeviceLimitError", "Engine",
+    "DEFAULT_MODEL_ID", "AppConfig", "AsyncEngine", "ModelRecord", "list_models", "prebuilt_app_config", "ChatOptions", "ContextLengthError", "DeviceLimitError", "Engine",
     "EngineBusyError", "EngineNotLoadedError", "InitProgressReport", "InvalidRequestError", "ModelFormatError",
     "ModelNotFoundError", "NoAdapterError", "NotebookLLMError", "create_engine", "load_ipython_extension",
     "unload_ipython_extension",

@@ -50,3 +50,6 @@ def engine(ctx):
     from notebook_llm.api.engine import Engine
 
     return Engine()
+
+
+from .hub_server import hub_server  # noqa: E402,F401  (a fixture: a hub-shaped HTTP server on 127.0.0.1)

@@ -183,3 +183,14 @@ def test_a_seeded_sample_does_not_depend_on_what_the_kv_cache_held(tiny_paths):
     cached = engine.chat.completions.create(**ask).choices[0].message.content
     assert engine.last_stats().per_choice[0].prefilled_tokens == 1
     assert cached == fresh
+
+
+def test_reload_refuses_a_registry_model_this_engine_cannot_run_before_unloading(engine2):
+    from notebook_llm import ModelFormatError, ModelNotFoundError
+
+    before = list(engine2.loaded_models)
+    with pytest.raises(ModelFormatError, match="q4f16_1"):
+        engine2.reload("Qwen2.5-0.5B-Instruct-q4f16_1-MLC")
+    with pytest.raises(ModelNotFoundError, match="SmolLM2"):
+        engine2.reload("SmolLM2-135M-Instruct-Q4")  # a near miss gets suggestions
+    assert engine2.loaded_models == before

@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..engine.core import ChatOptions, EngineCore, ProgressCallback, resolve_model_path
+from ..engine.core import ChatOptions, EngineCore, resolve_model_path
+from ..progress import ProgressCallback
+from ..registry import AppConfig
 from ..engine.generation import LogitProcessor
 from ..errors import EngineNotLoadedError, InvalidRequestError
 from ..gpu.compute import GpuContext
@@ -36,8 +38,10 @@ class Engine:
         adapter: str | None = None,
         init_progress_callback: ProgressCallback | None = None,
         logit_processor_registry: dict[str, LogitProcessor] | None = None,
+        app_config: AppConfig | None = None,
     ):
         self._lock = threading.Lock()
+        self._app_config = app_config
         self._adapter = adapter
         self._ctx: GpuContext | None = None
         self._cores: dict[str, EngineCore] = {}
@@ -58,14 +62,15 @@ class Engine:
         if len(options) != len(models):
             raise InvalidRequestError(
                 f"chat_options has {len(options)} entries for {len(models)} models; give one per model", param="chat_options")
-        ids = [resolve_model_path(m)[0] for m in models]  # unknown models fail before anything is unloaded
+        if self._ctx is None:
+            self._ctx = GpuContext.create(self._adapter)
+        # unknown ids, unimplemented formats and device limits fail before anything is unloaded
+        ids = [resolve_model_path(m, self._app_config, self._ctx.gpu.adapter)[0] for m in models]
         if len(set(ids)) != len(ids):
             raise InvalidRequestError(f"model ids must be distinct, got {ids}", param="model")
         self.unload()
-        if self._ctx is None:
-            self._ctx = GpuContext.create(self._adapter)
         for m, o in zip(models, options):
-            core = EngineCore(m, o, ctx=self._ctx, progress=self._progress)
+            core = EngineCore(m, o, ctx=self._ctx, progress=self._progress, app_config=self._app_config)
             core.loop.logit_processor = self._logit_processors.get(core.model_id)
             with self._lock:
                 self._cores[core.model_id] = core
@@ -164,9 +169,11 @@ def create_engine(
     init_progress_callback: ProgressCallback | None = None,
     adapter: str | None = None,
     logit_processor_registry: dict[str, LogitProcessor] | None = None,
+    app_config: AppConfig | None = None,
 ) -> Engine:
-    """WebLLM's `CreateMLCEngine`: load `model` (default: SmolLM2-135M-Instruct) and return the engine."""
-    return Engine(model, chat_options, adapter, init_progress_callback, logit_processor_registry)
+    """WebLLM's `CreateMLCEngine`: load `model` (default: SmolLM2-135M-Instruct) and return the engine.
+    `model` is a registry id (`app_config`, default the prebuilt list) or a path to a .gguf file."""
+    return Engine(model, chat_options, adapter, init_progress_callback, logit_processor_registry, app_config)
 
 
 class _AsyncCreate:

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 from pathlib import Path
 
 from ..errors import EngineBusyError, InvalidRequestError, ModelNotFoundError
 from ..gpu.compute import GpuContext
+from ..gpu.device import AdapterInfo
 from ..loader.chat_template import ChatTemplate
 from ..loader.gguf_file import GGUFModelFile
 from ..loader.models_offline import default_model_path
 from ..models.llama import LlamaModel
+from ..progress import InitProgressReport, ProgressCallback
+from ..registry import DEFAULT_MODEL_ID, AppConfig, check_can_run, find_model
 from .generation import GenerationConfig, GenerationStats, TokenConstraint, TokenLoop
 from .sampler import SampledToken
 
-DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct-Q4_1"
 
 
 @dataclass(frozen=True)
@@ -55,28 +57,26 @@ class ChatOptions:
                 param="context_overflow")
 
 
-@dataclass(frozen=True)
-class InitProgressReport:
-    """WebLLM's InitProgressReport: how far loading has come (progress in [0, 1])."""
-
-    progress: float
-    time_elapsed: float
-    text: str
 
 
-ProgressCallback = Callable[[InitProgressReport], None]
+def resolve_model_path(
+    model: str | Path | None, app_config: AppConfig | None = None, adapter: AdapterInfo | None = None,
+) -> tuple[str, Path]:
+    """(model_id, path) for a path to a .gguf file, or a registry id (None: the default model).
 
-
-def resolve_model_path(model: str | Path | None) -> tuple[str, Path]:
-    """(model_id, path) for the default model, its id, or a path to a GGUF file."""
+    A registry record is checked against this engine and the adapter (its model_lib, required
+    features, buffer limit and NOTEBOOK_LLM_VRAM_MB) before anything is loaded or downloaded."""
+    if model is not None:
+        path = Path(model).expanduser()
+        if path.suffix == ".gguf" and path.is_file():
+            return path.stem, path
     if model is None or model == DEFAULT_MODEL_ID:
         return DEFAULT_MODEL_ID, default_model_path()
-    path = Path(model).expanduser()
-    if path.suffix == ".gguf" and path.is_file():
-        return path.stem, path
-    raise ModelNotFoundError(
-        f"model {str(model)!r} is neither a known model id ({DEFAULT_MODEL_ID!r}) nor a path to a .gguf file"
-    )
+    record = find_model(str(model), app_config)  # ModelNotFoundError naming the closest ids
+    check_can_run(record, adapter)  # ModelFormatError / DeviceLimitError, before any download
+    if record.local_path is None:
+        raise ModelNotFoundError(f"model {record.model_id!r} is remote; downloading records is not wired into the engine yet")
+    return record.model_id, record.local_path
 
 
 class EngineCore:
@@ -91,18 +91,19 @@ class EngineCore:
         adapter: str | None = None,
         ctx: GpuContext | None = None,
         progress: ProgressCallback | None = None,
+        app_config: AppConfig | None = None,
     ):
         self.lock = threading.Lock()
         self.options = chat_options or ChatOptions()
-        self.model_id, self.model_path = resolve_model_path(model)
         t0 = time.perf_counter()
+        self.ctx = ctx or GpuContext.create(adapter)
+        self.model_id, self.model_path = resolve_model_path(model, app_config, self.ctx.gpu.adapter)
 
         def report(fraction: float, text: str) -> None:
             if progress is not None:
                 progress(InitProgressReport(fraction, time.perf_counter() - t0, text))
 
         report(0.0, f"Opening {self.model_path.name}")
-        self.ctx = ctx or GpuContext.create(adapter)
         model_file = GGUFModelFile(self.model_path)
         self.config = model_file.config
         self.tokenizer = model_file.tokenizer()
