@@ -185,7 +185,7 @@ def test_every_option_is_parsed_into_cell_options():
     ("--bogus", "unrecognized arguments: --bogus"),
     ("--temperature", "expected one argument"),
     ("--system 'unclosed", "No closing quotation"),
-    ("-m no-such-model", "'no-such-model' is neither a known model id"),
+    ("-m no-such-model", "'no-such-model' is not in the model list"),
 ])
 def test_bad_option_prints_one_line_and_leaves_the_conversation(shell, capsys, line, expected):
     engine = ScriptedEngine()
@@ -488,7 +488,7 @@ def test_llm_line_subcommands(shell, capsys):
     run(shell, "%llm unknown")
     assert "unknown subcommand 'unknown'" in one_line_error(capsys, "%llm")
     run(shell, "%llm use no-such.gguf")
-    assert "neither a known model id" in one_line_error(capsys, "%llm")
+    assert "no GGUF file at" in one_line_error(capsys, "%llm")
     run(shell, "%llm history please")
     assert "takes no arguments" in one_line_error(capsys, "%llm")
 

@@ -68,7 +68,9 @@ def resolve_model_path(
     features, buffer limit and NOTEBOOK_LLM_VRAM_MB) before anything is loaded or downloaded."""
     if model is not None:
         path = Path(model).expanduser()
-        if path.suffix == ".gguf" and path.is_file():
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise ModelNotFoundError(f"no GGUF file at {str(path)!r}")
             return path.stem, path
     if model is None or model == DEFAULT_MODEL_ID:
         return DEFAULT_MODEL_ID, default_model_path()
