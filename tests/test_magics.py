@@ -475,7 +475,7 @@ def test_llm_line_subcommands(shell, capsys):
     assert "%llm fix" in capsys.readouterr().out
     run(shell, "%llm list")
     out = capsys.readouterr().out
-    assert "No model registry yet" in out and "SmolLM2-135M-Instruct-Q4_1" in out and "scripted" in out
+    assert "* SmolLM2-135M-Instruct-Q4_1" in out and "more registry records" in out and "scripted" in out
     run(shell, "%llm history")
     assert "empty" in capsys.readouterr().out
     run(shell, "%%llm --system 'Be brief.'\nHello?")

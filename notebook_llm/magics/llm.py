@@ -260,8 +260,22 @@ class LLMMagics(Magics, Configurable):
         commands[name](rest)
 
     def _list(self, _: str) -> None:
+        from ..gpu.device import list_adapters
+        from ..loader.download import has_model_in_cache
+        from ..registry import list_models, prebuilt_app_config
+
+        adapters = list_adapters()
+        adapter = adapters[0] if adapters else None
+        runnable = list_models(adapter=adapter, runnable=True)
+        where = adapter.description if adapter else "no adapter"
+        print(f"Models this engine can run on {where} (* = downloaded or on disk):")
+        for record in runnable:
+            mark = "*" if has_model_in_cache(record.model_id) else " "
+            print(f"  {mark} {record.model_id}  ({record.vram_required_MB:.0f} MB)")
+        others = len(prebuilt_app_config.model_list) - len(runnable)
+        print(f"{others} more registry records need formats or architectures not implemented yet "
+              "(notebook_llm.list_models(runnable=False)); any llama .gguf path works too.")
         loaded = self._engine.loaded_models if self._engine is not None else []
-        print("No model registry yet: a model is the built-in id or a path to a .gguf file.")
         print(f"default: {self.default_model or DEFAULT_MODEL_ID}")
         print(f"loaded:  {', '.join(loaded) if loaded else '(none yet: the default loads on first use)'}")
 
