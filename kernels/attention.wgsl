@@ -1,7 +1,10 @@
-// Causal grouped-query attention of a chunk of queries over the KV cache.
-// Query t of the chunk sits at position p = step.position + t and attends to cache rows 0..p:
+// Causal grouped-query attention of a chunk of queries over the KV cache, optionally within a
+// sliding window. Query t of the chunk sits at position p = step.position + t and attends to cache
+// rows j0..p, where j0 = 0, or j0 = max(0, p - window + 1) when params.window > 0 (Mistral-style
+// sliding-window attention: a query sees itself and the window - 1 keys before it; older rows stay
+// in the cache but are never read):
 //     s_j       = (q[t, h, :] · k_cache[j, g, :]) * scale,      g = h / (n_head / n_kv_head)
-//     out[t, h] = sum_j softmax(s)_j v_cache[j, g, :],          j = 0..p
+//     out[t, h] = sum_j softmax(s)_j v_cache[j, g, :],          j = j0..p
 // Softmax is float32 with max subtraction, done online over tiles of TILE keys (running max m,
 // running sum l, accumulator rescaled by exp(m_old - m_new)), so the context length is bounded only
 // by the cache, not by any array in the shader.
@@ -17,7 +20,7 @@
 //   are summed once at the end.
 // Tested by tests/test_kernels_attention.py against numpy float64.
 
-struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32 }
+struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
@@ -46,7 +49,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let kv_head = head / (params.n_head / params.n_kv_head);
     let kv_stride = params.n_kv_head * n_vec;     // vec4s per cache row
     let kv_offset = kv_head * n_vec;
-    let n_keys = step.position + t + 1u;
+    let n_keys = step.position + t + 1u;  // keys 0..p exist; the window may start later
+    var first_key = 0u;
+    if (params.window > 0u && n_keys > params.window) { first_key = n_keys - params.window; }
 
     let q_base = (t * params.n_head + head) * n_vec;
     for (var c = lid; c < n_vec; c += WORKGROUP) { q_tile[c] = q[q_base + c]; }
@@ -60,7 +65,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var m_run = NEG_BIG;
     var l_part = 0.0;                 // this thread's share of the softmax denominator
     var acc = vec4<f32>(0.0);
-    for (var key0 = 0u; key0 < n_keys; key0 += TILE) {
+    for (var key0 = first_key; key0 < n_keys; key0 += TILE) {
         let key = key0 + lid;
         var s = NEG_BIG;
         if (key < n_keys) {

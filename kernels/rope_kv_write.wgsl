@@ -1,76 +1,126 @@
-// Rotary embedding of q and k, and the KV-cache write, for one chunk of tokens.
-// For token t at position p = step.position + t, each head's pairs (2i, 2i+1), i < rope_dim/2, become
-//     (a, b) -> (a cos θ - b sin θ, a sin θ + b cos θ),   θ = p * freq_base^(-2i / rope_dim)
-// (GGUF / llama.cpp "normal" ordering: adjacent pairs); dims >= rope_dim pass through.
-//     q_out[t, h, :]          = rope(q[t, h, :])
-//     k_cache[p, kv_h, :]     = rope(k[t, kv_h, :])
-//     v_cache[p, kv_h, :]     = v[t, kv_h, :]
+// The epilogue of the fused QKV projection for one chunk of tokens: optional bias, optional
+// per-head RMSNorm of q and k, rotary embedding, and the KV-cache write.
+// For token t at position p = step.position + t, and each head x of q or k (row j of x: x[j]):
+//     x[j] += bias[head, j]                                          if HAS_BIAS  (Qwen 2)
+//     x[j]  = x[j] / sqrt(mean_j x[j]^2 + eps) * norm[j]              if QK_NORM   (Qwen 3; q heads
+//                                                                      use q_norm, k heads k_norm)
+//     then each pair (x[a], x[b]) with pair index i < rope_dim/2 becomes
+//     (x[a] c - x[b] s, x[a] s + x[b] c),   (c, s) = rope[p, i]
+//         NEOX = false: a = 2i, b = 2i + 1      (GGUF llama: adjacent pairs, llama.cpp "normal")
+//         NEOX = true:  a = i,  b = i + rope_dim/2  (halves: qwen2, qwen3, phi3, llama.cpp "neox")
+//     dims >= rope_dim pass through.
+//     q_out[t, h, :] = x (q head h),   k_cache[p, g, :] = x (k head g),
+//     v_cache[p, g, :] = v[t, g, :] + bias (v is only biased and copied).
 //
 // Bindings: 0 qkv f32[n_tokens, (n_head + 2 n_kv_head) head_dim], per token [q heads, k heads, v heads],
-//           1 rope f32[max_context, rope_dim/2, 2] = (cos θ, sin θ), computed on the CPU in float64
+//           1 bias f32[(n_head + 2 n_kv_head) head_dim] (read only if HAS_BIAS; else any 4 bytes),
+//           2 q_norm f32[head_dim], 3 k_norm f32[head_dim] (read only if QK_NORM; else any 4 bytes),
+//           4 rope f32[max_context, rope_dim/2, 2] = (cos θ, sin θ), computed on the CPU in float64
 //             (notebook_llm/models/rope.py): WGSL promises sin/cos only to 2^-11 absolute and only
-//             inside [-pi, pi], while θ reaches thousands of radians, so no trig runs here.
-//           2 q_out f32[n_tokens, n_head head_dim], 3 k_cache f32[max_context, n_kv_head, head_dim],
-//           4 v_cache (same shape), 5 params, 6 step (n_tokens, position).
-// Requires head_dim even and rope_dim <= head_dim.
-// Mapping: dispatch (n_tokens, 1, 1); the 256 threads of workgroup t loop over the token's
-// (head, pair) items of q and k, then over its v values.
+//             inside [-pi, pi], while θ reaches thousands of radians, so no trig runs here; frequency
+//             factors and attention factors (Llama 3.x, Phi-3 LongRoPE) are folded into the table.
+//           5 q_out f32[n_tokens, n_head head_dim], 6 k_cache f32[max_context, n_kv_head, head_dim],
+//           7 v_cache (same shape), 8 params, 9 step (n_tokens, position).
+// Requires head_dim even and at most 256, rope_dim even and <= head_dim.
+// Mapping: dispatch (n_tokens, n_head + n_kv_head, 1); workgroup (t, h) owns head h of token t
+// (a q head for h < n_head, else k head g = h - n_head, which also copies v head g). Its 64 threads
+// load the head into workgroup memory (bias added, squares summed), reduce the sum of squares, and
+// write each element from the normed head, so a pair's two halves may belong to different threads.
 // Tested by tests/test_kernels_norm_rope.py against numpy float64.
 
-struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, rope_dim: u32 }
+struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, rope_dim: u32, eps: f32, _pad0: u32, _pad1: u32, _pad2: u32 }
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read> rope: array<f32>;
-@group(0) @binding(2) var<storage, read_write> q_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
-@group(0) @binding(6) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read> q_norm: array<f32>;
+@group(0) @binding(3) var<storage, read> k_norm: array<f32>;
+@group(0) @binding(4) var<storage, read> rope: array<f32>;
+@group(0) @binding(5) var<storage, read_write> q_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(7) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(8) var<uniform> params: Params;
+@group(0) @binding(9) var<uniform> step: Step;
 
-const WORKGROUP: u32 = 256u;
+override HAS_BIAS: bool = false;
+override QK_NORM: bool = false;
+override NEOX: bool = false;
+
+const WORKGROUP: u32 = 64u;
+const MAX_HEAD_DIM: u32 = 256u;
+
+var<workgroup> head: array<f32, MAX_HEAD_DIM>;
+var<workgroup> partial: array<f32, WORKGROUP>;
+
+// The element that x[j] is rotated with, and whether x[j] is the pair's first element.
+fn rope_partner(j: u32, rope_pairs: u32) -> vec2<u32> {
+    if (NEOX) {
+        return select(vec2<u32>(j - rope_pairs, 0u), vec2<u32>(j + rope_pairs, 1u), j < rope_pairs);
+    }
+    return select(vec2<u32>(j - 1u, 0u), vec2<u32>(j + 1u, 1u), j % 2u == 0u);
+}
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let t = wg.x;
+    let h = wg.y;
     let pos = step.position + t;
     let head_dim = params.head_dim;
-    let half_dim = head_dim / 2u;
     let rope_pairs = params.rope_dim / 2u;
     let kv_width = params.n_kv_head * head_dim;
     let q_width = params.n_head * head_dim;
     let token_in = t * (q_width + 2u * kv_width);
     let cache_row = pos * kv_width;
+    let is_q = h < params.n_head;
+    let head_in = h * head_dim;  // q heads then k heads, contiguous from the token's start
 
-    // q heads then k heads, one (head, pair) per item; both live contiguously at the token's start.
-    let pairs = (params.n_head + params.n_kv_head) * half_dim;
-    for (var item = lid; item < pairs; item += WORKGROUP) {
-        let head = item / half_dim;
-        let i = item % half_dim;
-        let src = token_in + head * head_dim + 2u * i;
-        var a = qkv[src];
-        var b = qkv[src + 1u];
-        if (i < rope_pairs) {
+    var sum_sq = 0.0;
+    for (var j = lid; j < head_dim; j += WORKGROUP) {
+        var x = qkv[token_in + head_in + j];
+        if (HAS_BIAS) { x += bias[head_in + j]; }
+        head[j] = x;
+        sum_sq += x * x;
+    }
+    var scale = 1.0;
+    if (QK_NORM) {
+        partial[lid] = sum_sq;
+        workgroupBarrier();
+        for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+            if (lid < stride) { partial[lid] += partial[lid + stride]; }
+            workgroupBarrier();
+        }
+        scale = inverseSqrt(partial[0] / f32(head_dim) + params.eps);
+        for (var j = lid; j < head_dim; j += WORKGROUP) {
+            head[j] *= scale * select(k_norm[j], q_norm[j], is_q);
+        }
+    }
+    workgroupBarrier();
+
+    for (var j = lid; j < head_dim; j += WORKGROUP) {
+        var x = head[j];
+        if (j < params.rope_dim) {
+            let partner = rope_partner(j, rope_pairs);
+            let i = select(j, j / 2u, !NEOX) % rope_pairs;
             let cs = 2u * (pos * rope_pairs + i);
             let c = rope[cs];
             let s = rope[cs + 1u];
-            let a0 = a;
-            a = a0 * c - b * s;
-            b = a0 * s + b * c;
+            let y = head[partner.x];
+            x = select(y * s + x * c, x * c - y * s, partner.y == 1u);
         }
-        if (head < params.n_head) {
-            let dst = t * q_width + head * head_dim + 2u * i;
-            q_out[dst] = a;
-            q_out[dst + 1u] = b;
+        if (is_q) {
+            q_out[t * q_width + head_in + j] = x;
         } else {
-            let dst = cache_row + (head - params.n_head) * head_dim + 2u * i;
-            k_cache[dst] = a;
-            k_cache[dst + 1u] = b;
+            k_cache[cache_row + head_in - q_width + j] = x;
         }
     }
 
-    let v_in = token_in + q_width + kv_width;
-    for (var j = lid; j < kv_width; j += WORKGROUP) {
-        v_cache[cache_row + j] = qkv[v_in + j];
+    if (!is_q) {
+        let v_head = head_in - q_width;  // k head g copies v head g
+        let v_in = token_in + q_width + kv_width + v_head;
+        for (var j = lid; j < head_dim; j += WORKGROUP) {
+            var v = qkv[v_in + j];
+            if (HAS_BIAS) { v += bias[q_width + kv_width + v_head + j]; }
+            v_cache[cache_row + v_head + j] = v;
+        }
     }
 }

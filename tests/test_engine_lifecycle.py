@@ -152,7 +152,8 @@ def test_text_completion_endpoint_with_echo_logprobs_and_streaming(engine2):
 
 def test_chat_options_are_validated(tiny_paths):
     with pytest.raises(InvalidRequestError, match="sliding_window_size"):
-        ChatOptions(sliding_window_size=512)
+        ChatOptions(sliding_window_size=0)
+    assert ChatOptions(sliding_window_size=512).sliding_window_size == 512
     with pytest.raises(InvalidRequestError, match="prefill_chunk_size"):
         ChatOptions(prefill_chunk_size=0)
 

@@ -10,27 +10,29 @@ import pytest
 from .conftest import relative_error
 
 
-def attention_reference(q, k_cache, v_cache, position: int, scale: float) -> np.ndarray:
-    """q [n_tokens, n_head, head_dim]; query t at position + t attends to cache rows 0..position + t."""
+def attention_reference(q, k_cache, v_cache, position: int, scale: float, window: int = 0) -> np.ndarray:
+    """q [n_tokens, n_head, head_dim]; query t at p = position + t attends to cache rows 0..p, or with
+    a window only to the `window` rows p - window + 1..p (itself and the window - 1 before it)."""
     n_tokens, n_head, head_dim = q.shape
     group = n_head // k_cache.shape[1]
     out = np.empty((n_tokens, n_head, head_dim))
     for t in range(n_tokens):
         keys = position + t + 1
+        first = max(0, keys - window) if window else 0
         for h in range(n_head):
-            k = k_cache[:keys, h // group].astype(np.float64)
-            v = v_cache[:keys, h // group].astype(np.float64)
+            k = k_cache[first:keys, h // group].astype(np.float64)
+            v = v_cache[first:keys, h // group].astype(np.float64)
             scores = k @ q[t, h].astype(np.float64) * scale
             weights = np.exp(scores - scores.max())
             out[t, h] = weights / weights.sum() @ v
     return out.reshape(n_tokens, n_head * head_dim)
 
 
-def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float) -> np.ndarray:
+def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0) -> np.ndarray:
     n_tokens, n_head, head_dim = q.shape
     out = ctx.empty(q.nbytes)
     ctx.fill(out)
-    params = ctx.uniform(struct.pack("<IIIf", n_head, k_cache.shape[1], head_dim, scale))
+    params = ctx.uniform(struct.pack("<IIIfIIII", n_head, k_cache.shape[1], head_dim, scale, window, 0, 0, 0))
     step = ctx.uniform(struct.pack("<IIIf", n_tokens, position, 0, 0.0))
     buffers = [ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), out, params, step]
     ctx.run([ctx.dispatch("attention", buffers, (n_head, n_tokens))])
@@ -86,3 +88,24 @@ def test_attention_long_context_decode(ctx, rng, position):
     out = run_attention(ctx, q, k_cache, v_cache, position, scale)
     # Sums over thousands of keys in float32: rounding grows like sqrt(keys) · 6e-8 ≈ 6e-6 at most.
     assert relative_error(out, attention_reference(q, k_cache, v_cache, position, scale)) < 2e-5
+
+
+@pytest.mark.parametrize(
+    "n_tokens, position, window",
+    [
+        (1, 100, 7),  # decode far past the window
+        (20, 0, 7),  # a first chunk longer than the window
+        (9, 120, 70),  # a window wider than one 64-key tile, starting mid-tile
+        (5, 2, 16),  # every query still inside the window: plain causal attention
+        (3, 40, 1),  # each query sees only itself
+    ],
+)
+def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, n_tokens, position, window):
+    q, k_cache, v_cache = random_case(rng, n_tokens, position, 8, 2, 64)
+    # Rows older than every query's window hold NaN: reading any of them poisons the output.
+    oldest_visible = max(0, position + 1 - window)
+    k_cache[:oldest_visible] = np.nan
+    v_cache[:oldest_visible] = np.nan
+    out = run_attention(ctx, q, k_cache, v_cache, position, 0.125, window=window)
+    # The same float32 budget as the causal test.
+    assert relative_error(out, attention_reference(q, k_cache, v_cache, position, 0.125, window)) < 1e-5

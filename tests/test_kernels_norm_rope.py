@@ -76,56 +76,88 @@ def test_rope_table_holds_cos_and_sin_of_position_times_frequency():
     np.testing.assert_array_equal(table[0], np.stack([np.ones(8), np.zeros(8)], -1))
 
 
-def rope_reference(x: np.ndarray, positions: np.ndarray, rope_dim: int, freq_base: float) -> np.ndarray:
-    """x [n_tokens, heads, head_dim]: adjacent pairs (2i, 2i+1), i < rope_dim/2, rotated by p·base^(-2i/rope_dim)."""
+def test_rope_table_divides_frequencies_by_factors_and_scales_by_the_attention_factor(rng):
+    factors = rng.uniform(1.0, 8.0, 8)
+    table = rope_table(64, 16, 10000.0, freq_factors=factors.astype(np.float32), attn_factor=1.19)
+    p, i = 51, 6
+    angle = p * 10000.0 ** (-2 * i / 16) / np.float32(factors[i])
+    np.testing.assert_allclose(table[p, i], 1.19 * np.array([np.cos(angle), np.sin(angle)]), atol=2e-7)
+
+
+def rope_reference(x: np.ndarray, table: np.ndarray, positions: np.ndarray, rope_dim: int, neox: bool) -> np.ndarray:
+    """x [n_tokens, heads, head_dim]; pair i (< rope_dim/2) is (2i, 2i+1), or (i, i + rope_dim/2) when
+    neox, rotated by the table's (cos, sin) at each token's position; later dims pass through."""
     out = x.astype(np.float64).copy()
-    i = np.arange(rope_dim // 2)
-    angle = positions[:, None].astype(np.float64) * freq_base ** (-2.0 * i / rope_dim)  # [n_tokens, pairs]
-    cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]
-    a, b = out[..., 0:rope_dim:2].copy(), out[..., 1:rope_dim:2].copy()
-    out[..., 0:rope_dim:2] = a * cos - b * sin
-    out[..., 1:rope_dim:2] = a * sin + b * cos
+    cos = table[positions, :, 0].astype(np.float64)[:, None, :]
+    sin = table[positions, :, 1].astype(np.float64)[:, None, :]
+    half = rope_dim // 2
+    first, second = (np.arange(half), np.arange(half) + half) if neox else (np.arange(0, rope_dim, 2), np.arange(1, rope_dim, 2))
+    a, b = out[..., first].copy(), out[..., second].copy()
+    out[..., first] = a * cos - b * sin
+    out[..., second] = a * sin + b * cos
     return out
 
 
+def head_rmsnorm_reference(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    x = x.astype(np.float64)
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight.astype(np.float64)
+
+
 @pytest.mark.parametrize(
-    "n_tokens, position, n_head, n_kv_head, head_dim, rope_dim, freq_base",
+    "n_tokens, position, n_head, n_kv_head, head_dim, rope_dim, freq_base, neox, bias, qk_norm",
     [
-        (1, 100, 9, 3, 64, 64, 100000.0),  # SmolLM2-135M decode
-        (13, 0, 9, 3, 64, 64, 100000.0),  # SmolLM2-135M prefill chunk
-        (5, 3000, 8, 2, 128, 128, 500000.0),  # GQA 4, long position (table precision matters)
-        (4, 17, 4, 4, 64, 32, 10000.0),  # partial rotary: dims >= rope_dim pass through
+        (1, 100, 9, 3, 64, 64, 100000.0, False, False, False),  # SmolLM2-135M decode
+        (13, 0, 9, 3, 64, 64, 100000.0, False, False, False),  # SmolLM2-135M prefill chunk
+        (5, 3000, 8, 2, 128, 128, 500000.0, False, False, False),  # GQA 4, long position (table precision)
+        (4, 17, 4, 4, 64, 32, 10000.0, False, False, False),  # partial rotary: dims >= rope_dim pass through
+        (6, 40, 14, 2, 64, 64, 1000000.0, True, True, False),  # Qwen2.5-0.5B: halves, q/k/v bias
+        (3, 9, 16, 8, 128, 128, 1000000.0, True, False, True),  # Qwen3-0.6B: per-head q/k norm
+        (2, 5, 4, 2, 256, 256, 10000.0, True, True, True),  # the largest head, every option at once
+        (4, 30, 6, 2, 48, 36, 10000.0, True, False, False),  # Phi-4-mini-like partial rotary, halves
     ],
 )
 def test_rope_kv_write_rotates_q_and_k_and_writes_cache_rows(
-    ctx, rng, n_tokens, position, n_head, n_kv_head, head_dim, rope_dim, freq_base
+    ctx, rng, n_tokens, position, n_head, n_kv_head, head_dim, rope_dim, freq_base, neox, bias, qk_norm
 ):
     max_context = position + n_tokens + 3
+    eps = 1e-6
     q_width, kv_width = n_head * head_dim, n_kv_head * head_dim
-    qkv = rng.standard_normal((n_tokens, q_width + 2 * kv_width)).astype(np.float32)
+    qkv = (rng.standard_normal((n_tokens, q_width + 2 * kv_width)) * rng.uniform(0.2, 5.0)).astype(np.float32)
+    bias_values = rng.standard_normal(q_width + 2 * kv_width).astype(np.float32) if bias else np.zeros(1, np.float32)
+    q_norm = rng.uniform(0.5, 1.5, head_dim).astype(np.float32) if qk_norm else np.zeros(1, np.float32)
+    k_norm = rng.uniform(0.5, 1.5, head_dim).astype(np.float32) if qk_norm else np.zeros(1, np.float32)
+    factors = rng.uniform(1.0, 4.0, rope_dim // 2).astype(np.float32) if neox else None
+    table = rope_table(max_context, rope_dim, freq_base, factors, attn_factor=1.1 if neox else 1.0)
     old_k = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float32)
     old_v = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float32)
 
     q_out = ctx.empty(n_tokens * q_width * 4)
     ctx.fill(q_out)
     k_cache, v_cache = ctx.buffer(old_k), ctx.buffer(old_v)
-    params = ctx.uniform(struct.pack("<IIII", n_head, n_kv_head, head_dim, rope_dim))
-    buffers = [ctx.buffer(qkv), ctx.buffer(rope_table(max_context, rope_dim, freq_base)), q_out, k_cache, v_cache]
-    ctx.run([ctx.dispatch("rope_kv_write", buffers + [params, step_uniform(ctx, n_tokens, position)], n_tokens)])
+    params = ctx.uniform(struct.pack("<IIIIfIII", n_head, n_kv_head, head_dim, rope_dim, eps, 0, 0, 0))
+    buffers = [ctx.buffer(qkv), ctx.buffer(bias_values), ctx.buffer(q_norm), ctx.buffer(k_norm), ctx.buffer(table),
+               q_out, k_cache, v_cache, params, step_uniform(ctx, n_tokens, position)]
+    ctx.run([ctx.dispatch("rope_kv_write", buffers, (n_tokens, n_head + n_kv_head),
+                          HAS_BIAS=bias, QK_NORM=qk_norm, NEOX=neox)])
 
     positions = position + np.arange(n_tokens)
-    q = qkv[:, :q_width].reshape(n_tokens, n_head, head_dim)
-    k = qkv[:, q_width : q_width + kv_width].reshape(n_tokens, n_kv_head, head_dim)
-    v = qkv[:, q_width + kv_width :].reshape(n_tokens, n_kv_head, head_dim)
+    x = qkv.astype(np.float64) + (bias_values.astype(np.float64) if bias else 0.0)
+    q = x[:, :q_width].reshape(n_tokens, n_head, head_dim)
+    k = x[:, q_width : q_width + kv_width].reshape(n_tokens, n_kv_head, head_dim)
+    v = x[:, q_width + kv_width :].reshape(n_tokens, n_kv_head, head_dim)
+    if qk_norm:
+        q, k = head_rmsnorm_reference(q, q_norm, eps), head_rmsnorm_reference(k, k_norm, eps)
     got_q = ctx.read(q_out, np.float32, n_tokens * q_width).reshape(n_tokens, n_head, head_dim)
     got_k = ctx.read(k_cache).reshape(max_context, n_kv_head, head_dim)
     got_v = ctx.read(v_cache).reshape(max_context, n_kv_head, head_dim)
     rows = slice(position, position + n_tokens)
 
-    # cos/sin rounded to float32 in the table (~6e-8 relative) and two float32 products per value.
-    assert relative_error(got_q, rope_reference(q, positions, rope_dim, freq_base)) < 1e-6
-    assert relative_error(got_k[rows], rope_reference(k, positions, rope_dim, freq_base)) < 1e-6
-    np.testing.assert_array_equal(got_v[rows], v)
+    # cos/sin rounded to float32 in the table (~6e-8 relative), two float32 products per value, and
+    # with the norm a float32 sum of head_dim squares and one inverseSqrt (a few ulp): 1e-6 holds all.
+    assert relative_error(got_q, rope_reference(q, table, positions, rope_dim, neox)) < 1e-6
+    assert relative_error(got_k[rows], rope_reference(k, table, positions, rope_dim, neox)) < 1e-6
+    # v is only copied, plus the bias in float32: exact without bias, one rounding with it.
+    np.testing.assert_allclose(got_v[rows], v, rtol=1e-7 if bias else 0, atol=1e-7 if bias else 0)
     # Every other cache row is left as it was.
     for got, old in ((got_k, old_k), (got_v, old_v)):
         np.testing.assert_array_equal(got[:position], old[:position])

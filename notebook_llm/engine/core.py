@@ -33,7 +33,9 @@ class ChatOptions:
 
     context_window_size: int | None = 2048
     prefill_chunk_size: int = 128
-    sliding_window_size: int | None = None  # WebLLM's -1 also means "off"
+    # None: the model's own (GGUF {arch}.attention.sliding_window, else none); -1: off; n >= 1: each
+    # query sees itself and the n - 1 tokens before it. The KV cache stays context_window_size long.
+    sliding_window_size: int | None = None
     # what a chat prompt that does not fit does: raise ContextLengthError, or drop the oldest
     # turns (never the system prompt or the last message) and report it in usage.extra
     context_overflow: Literal["error", "drop_oldest_turns"] = "error"
@@ -47,10 +49,11 @@ class ChatOptions:
             raise InvalidRequestError(
                 f"prefill_chunk_size is {self.prefill_chunk_size!r}; an integer in [1, 4096] is allowed",
                 param="prefill_chunk_size")
-        if self.sliding_window_size not in (None, -1):
+        window = self.sliding_window_size
+        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or not (window >= 1 or window == -1)):
             raise InvalidRequestError(
-                f"sliding_window_size is {self.sliding_window_size!r}; sliding-window attention is not implemented "
-                "yet, so only None or -1 (off) is allowed", param="sliding_window_size")
+                f"sliding_window_size is {window!r}; an integer >= 1, -1 (off) or None (the model's own) is allowed",
+                param="sliding_window_size")
         if self.context_overflow not in ("error", "drop_oldest_turns"):
             raise InvalidRequestError(
                 f"context_overflow is {self.context_overflow!r}; allowed: 'error', 'drop_oldest_turns'",
@@ -114,6 +117,7 @@ class EngineCore:
         self.model = LlamaModel(
             self.ctx, model_file, self.options.context_window_size, self.options.prefill_chunk_size,
             progress=lambda done, total: report(0.05 + 0.9 * done / total, f"Loading layer {done}/{total}"),
+            sliding_window_size=self.options.sliding_window_size,
         )
         self.loop = TokenLoop(self.model)
         self.load_seconds = time.perf_counter() - t0

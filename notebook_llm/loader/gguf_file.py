@@ -7,7 +7,6 @@ nothing of wgpu: it hands out `PackedWeight`s and float32 vectors for the GPU la
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,10 @@ from gguf import GGMLQuantizationType as QT
 from gguf import GGUFReader
 
 from ..errors import ModelFormatError, ModelNotFoundError
+from .architectures import SUPPORTED_ARCHITECTURES, ArchitectureConfig, read_config  # noqa: F401
 from .repack import PackedWeight, repack
 from .tokenizer import GGUFTokenizer
 
-# Architectures whose graph exists in notebook_llm/models/ (Mistral and friends ship as "llama").
-SUPPORTED_ARCHITECTURES = ("llama",)
 _MISSING = object()
 
 
@@ -42,36 +40,8 @@ class _PlainViewReader(GGUFReader):
         self._mapped = mapped.view(np.ndarray) if isinstance(mapped, np.memmap) else mapped
 
 
-@dataclass(frozen=True)
-class LlamaConfig:
-    """Shapes and constants of a llama-family model, read from `{arch}.*` and `tokenizer.ggml.*` keys."""
-
-    architecture: str
-    name: str
-    n_layer: int
-    dim: int  # embedding_length
-    ffn_dim: int  # feed_forward_length
-    n_head: int
-    n_kv_head: int
-    head_dim: int  # dim / n_head unless {arch}.attention.key_length says otherwise
-    rope_dim: int  # leading dims of each head that RoPE rotates
-    rope_freq_base: float
-    rms_eps: float
-    context_length: int
-    vocab_size: int
-    tied_embeddings: bool  # no output.weight: the LM head reuses token_embd.weight
-    bos_token_id: int | None
-    eos_token_id: int | None
-    eot_token_id: int | None = None
-    eom_token_id: int | None = None
-
-    @property
-    def q_dim(self) -> int:
-        return self.n_head * self.head_dim
-
-    @property
-    def kv_dim(self) -> int:
-        return self.n_kv_head * self.head_dim
+# The name the config had while llama was the only architecture.
+LlamaConfig = ArchitectureConfig
 
 
 class GGUFModelFile:
@@ -102,7 +72,7 @@ class GGUFModelFile:
         value = self.metadata(key, _MISSING)
         if value is _MISSING:
             raise ModelFormatError(
-                f"{self.path.name}: metadata key {key!r} is missing; a llama-family GGUF must have it"
+                f"{self.path.name}: metadata key {key!r} is missing; every model GGUF has it"
             )
         return value
 
@@ -111,54 +81,9 @@ class GGUFModelFile:
         return str(self._required("general.architecture"))
 
     @cached_property
-    def config(self) -> LlamaConfig:
-        arch = self.architecture
-        if arch not in SUPPORTED_ARCHITECTURES:
-            raise ModelFormatError(
-                f"{self.path.name}: architecture {arch!r} is not supported; supported: {list(SUPPORTED_ARCHITECTURES)}"
-            )
-        scaling = self.metadata(f"{arch}.rope.scaling.type", "none")
-        if scaling != "none" or "rope_freqs.weight" in self._tensors:
-            raise ModelFormatError(f"{self.path.name}: RoPE scaling ({scaling!r}, rope_freqs) is not supported yet")
-
-        def key(name: str, default: Any = _MISSING) -> Any:
-            return self._required(f"{arch}.{name}") if default is _MISSING else self.metadata(f"{arch}.{name}", default)
-
-        dim, n_head = int(key("embedding_length")), int(key("attention.head_count"))
-        head_dim = key("attention.key_length", None)
-        if head_dim is None:
-            if dim % n_head:
-                raise ModelFormatError(
-                    f"{self.path.name}: embedding_length {dim} is not a multiple of head_count {n_head}"
-                )
-            head_dim = dim // n_head
-        vocab_size = key("vocab_size", None)
-        if vocab_size is None:
-            vocab_size = len(self._required("tokenizer.ggml.tokens"))
-        return LlamaConfig(
-            architecture=arch,
-            name=str(self.metadata("general.name", self.path.stem)),
-            n_layer=int(key("block_count")),
-            dim=dim,
-            ffn_dim=int(key("feed_forward_length")),
-            n_head=n_head,
-            n_kv_head=int(key("attention.head_count_kv", n_head)),
-            head_dim=int(head_dim),
-            rope_dim=int(key("rope.dimension_count", head_dim)),
-            rope_freq_base=float(key("rope.freq_base", 10000.0)),
-            rms_eps=float(key("attention.layer_norm_rms_epsilon")),
-            context_length=int(key("context_length")),
-            vocab_size=int(vocab_size),
-            tied_embeddings="output.weight" not in self._tensors,
-            bos_token_id=self._token_id("bos"),
-            eos_token_id=self._token_id("eos"),
-            eot_token_id=self._token_id("eot"),
-            eom_token_id=self._token_id("eom"),
-        )
-
-    def _token_id(self, kind: str) -> int | None:
-        value = self.metadata(f"tokenizer.ggml.{kind}_token_id")
-        return None if value is None else int(value)
+    def config(self) -> ArchitectureConfig:
+        """Shapes and variant of the model (notebook_llm/loader/architectures.py reads them)."""
+        return read_config(self)
 
     @property
     def chat_template(self) -> str | None:

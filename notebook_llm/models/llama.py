@@ -1,6 +1,12 @@
-"""The llama-architecture graph: weights on the GPU and the dispatch lists of one step.
+"""The llama-family graph: weights on the GPU and the dispatch lists of one step.
 
-Owns: uploading a GGUF llama model's weights in the GPU layouts, the activation and KV-cache
+Runs every architecture of notebook_llm/loader/architectures.py (llama incl. Llama 3.x and
+Mistral, qwen2, qwen3, phi3): they differ only in the QKV epilogue (bias, per-head norm, RoPE pair
+order — override constants of kernels/rope_kv_write.wgsl), in the RoPE table (frequency and
+attention factors, models/rope.py), in the attention's sliding window, and in how the file stores
+the fused matrices (the loader's business).
+
+Owns: uploading a GGUF model's weights in the GPU layouts, the activation and KV-cache
 buffers, and two recorded graphs — decode (one token, matrix-vector kernels) and prefill
 (a chunk of tokens, matrix-matrix kernels), each ending with the logits of the chunk's last
 token; sampling is appended by the engine. Everything here is built once at load; a step
@@ -21,14 +27,17 @@ import wgpu
 
 from ..errors import ModelFormatError
 from ..gpu.compute import Dispatch, GpuContext
-from ..loader.gguf_file import GGUFModelFile, LlamaConfig
-from ..loader.repack import PackedWeight, concat_rows
+from ..loader import architectures as arch
+from ..loader.architectures import ArchitectureConfig
+from ..loader.gguf_file import GGUFModelFile
+from ..loader.repack import PackedWeight
 from .rope import rope_table
 
 MAX_WORKGROUPS = 65535
 MATMUL_TILE_ROWS = 64  # kernels/matmul.wgsl: one workgroup computes 64 rows × 32 tokens
 MATMUL_TILE_TOKENS = 32
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
+MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
 ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl
 
 
@@ -55,7 +64,12 @@ def _matvec_workgroups(rows: int, rows_per_workgroup: int) -> tuple[int, int, in
 
 
 class LlamaModel:
-    """A llama model resident on the GPU, with its decode and prefill graphs."""
+    """A llama-family model resident on the GPU, with its decode and prefill graphs.
+
+    sliding_window_size: None keeps the file's own window ({arch}.attention.sliding_window, none
+    if absent); -1 turns it off; n >= 1 lets each query see itself and the n - 1 keys before it
+    (the KV cache stays context_window_size long; older rows are just not read).
+    """
 
     def __init__(
         self,
@@ -64,13 +78,20 @@ class LlamaModel:
         context_window_size: int | None = None,
         prefill_chunk_size: int = 128,
         progress: Callable[[int, int], None] | None = None,
+        sliding_window_size: int | None = None,
     ):
         self.ctx = ctx
-        self.config: LlamaConfig = model_file.config
+        self.config: ArchitectureConfig = model_file.config
         cfg = self.config
         if cfg.n_head % cfg.n_kv_head:
             raise ModelFormatError(f"n_head={cfg.n_head} is not a multiple of n_kv_head={cfg.n_kv_head}")
+        if cfg.head_dim % 4 or cfg.head_dim > MAX_HEAD_DIM or not 0 < cfg.rope_dim <= cfg.head_dim:
+            raise ModelFormatError(
+                f"head_dim={cfg.head_dim}, rope_dim={cfg.rope_dim}: the kernels need head_dim a multiple of 4 "
+                f"and at most {MAX_HEAD_DIM}, and 0 < rope_dim <= head_dim")
         self.context_window_size = min(context_window_size or cfg.context_length, cfg.context_length)
+        self.sliding_window = cfg.sliding_window if sliding_window_size is None else max(sliding_window_size, 0)
+        self.rope_freq_factors = arch.rope_freq_factors(model_file, cfg, self.context_window_size)
         self.prefill_chunk_size = prefill_chunk_size
         self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 64
         self._upload_weights(model_file, progress)
@@ -89,18 +110,22 @@ class LlamaModel:
         self.embedding = self._matrix(f.packed("token_embd.weight"), "token_embd")
         self.lm_head = self.embedding if cfg.tied_embeddings else self._matrix(f.packed("output.weight"), "output")
         self.output_norm = c.buffer(f.vector("output_norm.weight"))
+        unused = c.empty(4, label="unused")  # bound where a kernel's optional input is switched off
         self.layers = []
         for i in range(cfg.n_layer):
             p = f"blk.{i}."
-            qkv = concat_rows([f.packed(p + "attn_q.weight"), f.packed(p + "attn_k.weight"), f.packed(p + "attn_v.weight")])
-            gate_up = concat_rows([f.packed(p + "ffn_gate.weight"), f.packed(p + "ffn_up.weight")])
+            bias = arch.layer_qkv_bias(f, cfg, i)
+            qk_norms = arch.layer_qk_norms(f, cfg, i)
             self.layers.append(
                 {
                     "attn_norm": c.buffer(f.vector(p + "attn_norm.weight")),
-                    "qkv": self._matrix(qkv, p + "qkv"),
+                    "qkv": self._matrix(arch.layer_qkv(f, cfg, i), p + "qkv"),
+                    "qkv_bias": unused if bias is None else c.buffer(bias, label=p + "qkv_bias"),
+                    "q_norm": unused if qk_norms is None else c.buffer(qk_norms[0], label=p + "q_norm"),
+                    "k_norm": unused if qk_norms is None else c.buffer(qk_norms[1], label=p + "k_norm"),
                     "attn_output": self._matrix(f.packed(p + "attn_output.weight"), p + "attn_output"),
                     "ffn_norm": c.buffer(f.vector(p + "ffn_norm.weight")),
-                    "gate_up": self._matrix(gate_up, p + "gate_up"),
+                    "gate_up": self._matrix(arch.layer_gate_up(f, cfg, i), p + "gate_up"),
                     "ffn_down": self._matrix(f.packed(p + "ffn_down.weight"), p + "ffn_down"),
                 }
             )
@@ -116,7 +141,7 @@ class LlamaModel:
     def _allocate_activations(self) -> None:
         cfg, c, n = self.config, self.ctx, self.prefill_chunk_size
         f32 = 4
-        self.qkv_dim = (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim
+        self.qkv_dim = cfg.qkv_dim
         self.tokens = c.empty(n * 4, label="tokens")  # token ids in; the sampler writes tokens[0]
         self.x = c.empty(n * cfg.dim * f32, label="residual")
         self.x_norm = c.empty(n * cfg.dim * f32, label="x_norm")
@@ -131,12 +156,15 @@ class LlamaModel:
         kv_bytes = self.context_window_size * cfg.n_kv_head * cfg.head_dim * f32
         self.k_cache = [c.empty(kv_bytes, label=f"k_cache.{i}") for i in range(cfg.n_layer)]
         self.v_cache = [c.empty(kv_bytes, label=f"v_cache.{i}") for i in range(cfg.n_layer)]
-        self.rope = c.buffer(rope_table(self.context_window_size, cfg.rope_dim, cfg.rope_freq_base), label="rope")
+        table = rope_table(self.context_window_size, cfg.rope_dim, cfg.rope_freq_base,
+                           self.rope_freq_factors, cfg.rope_attn_factor)
+        self.rope = c.buffer(table, label="rope")
         u32 = lambda *v: np.array(v, np.uint32)  # noqa: E731
-        self.norm_params = c.uniform(np.array([cfg.dim, np.float32(cfg.rms_eps).view(np.uint32), 0, 0], np.uint32))
-        self.rope_params = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.rope_dim))
+        eps = np.float32(cfg.rms_eps).view(np.uint32)
+        self.norm_params = c.uniform(u32(cfg.dim, eps, 0, 0))
+        self.rope_params = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.rope_dim, eps, 0, 0, 0))
         scale = np.float32(1.0 / np.sqrt(cfg.head_dim)).view(np.uint32)
-        self.attention_params = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, scale))
+        self.attention_params = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, scale, self.sliding_window, 0, 0, 0))
         self.silu_params = c.uniform(u32(cfg.ffn_dim, 0, 0, 0))
         self._shape_params: dict[tuple[int, int], wgpu.GPUBuffer] = {}
         self.kv_cache_bytes = 2 * kv_bytes * cfg.n_layer
@@ -172,7 +200,9 @@ class LlamaModel:
             graph += [
                 c.dispatch("rmsnorm", [self.x, layer["attn_norm"], self.x_norm, self.norm_params, s], (0, 1, 1)),
                 self._linear(layer["qkv"], self.x_norm, self.qkv, decode),
-                c.dispatch("rope_kv_write", [self.qkv, self.rope, self.q, self.k_cache[i], self.v_cache[i], self.rope_params, s], (0, 1, 1)),
+                c.dispatch("rope_kv_write", [self.qkv, layer["qkv_bias"], layer["q_norm"], layer["k_norm"], self.rope,
+                                             self.q, self.k_cache[i], self.v_cache[i], self.rope_params, s],
+                           (0, cfg.n_head + cfg.n_kv_head, 1), HAS_BIAS=cfg.qkv_bias, QK_NORM=cfg.qk_norm, NEOX=cfg.rope_neox),
                 c.dispatch("attention", [self.q, self.k_cache[i], self.v_cache[i], self.attn, self.attention_params, s], (cfg.n_head, 0, 1)),
                 self._linear(layer["attn_output"], self.attn, self.x, decode, accumulate=True),
                 c.dispatch("rmsnorm", [self.x, layer["ffn_norm"], self.x_norm, self.norm_params, s], (0, 1, 1)),
