@@ -1,15 +1,30 @@
-"""A plain numpy float64 forward pass of the llama architecture: the reference the engine is held to.
+"""A plain numpy float64 forward pass of the llama family: the reference the engine is held to.
 
-Written from the architecture (Touvron et al. 2023, "LLaMA"; Meta's reference `model.py`) and the
-GGUF layout, not from any of our GPU kernels: the tests must not share a bug with the engine.
-It owns nothing but a per-file cache of dequantized weights; it must not import notebook_llm.
+Written from each architecture's paper and reference code, not from any of our GPU kernels, so the
+tests cannot share a bug with the engine. It owns nothing but a per-file cache of dequantized
+weights; it must not import notebook_llm.
 
-Conventions of GGUF llama files that this relies on (checked in tests/test_references.py):
+- llama: Touvron et al. 2023, "LLaMA", and Meta's reference `model.py`. Llama 3.1+ frequency
+  scaling: Meta's `apply_scaling` (llama-models), which the GGUF converter stores as per-frequency
+  divisors in `rope_freqs.weight`. Mistral (Jiang et al. 2023): the same graph with sliding-window
+  attention, a query attending to itself and the window - 1 positions before it.
+- qwen2: transformers' `modeling_qwen2`: biases on the q, k and v projections.
+- qwen3: transformers' `modeling_qwen3`: RMSNorm over each q and k head (weights of head_dim) after
+  the projection and before RoPE; head_dim need not be dim / n_head.
+- phi3: transformers' `modeling_phi3` (Abdin et al. 2024, "Phi-3 technical report"): q, k, v
+  in one `qkv_proj`, gate and up in one `gate_up_proj` (split in that order); LongRoPE: per-pair
+  frequency divisors (`long_factor` beyond the original context, else `short_factor`) and cos/sin
+  multiplied by sqrt(1 + ln(context / original) / ln(original)).
+- qwen2, qwen3 and phi3 rotate the halves (x[i], x[i + rope_dim/2]) of each head (transformers'
+  `rotate_half`); GGUF llama files rotate adjacent pairs (2i, 2i+1), because llama.cpp's
+  converter permutes the q/k rows of llama checkpoints (and only those).
+
+Conventions of GGUF files that this relies on (checked in tests/test_references.py):
 - A matrix with GGUF shape ne = [cols, rows] dequantizes (`gguf.quants.dequantize`) to a numpy
   array [rows, cols]; a linear layer is `y = x @ W.T`.
-- llama.cpp's converter permutes the rows of attn_q / attn_k so that RoPE rotates ADJACENT pairs
-  (2i, 2i+1) of each head ("normal" rope mode), by angle pos * base^(-2i / rope_dim).
 - Without output.weight, the LM head is token_embd.weight (tied embeddings).
+- Phi-3 LongRoPE picks the long factors when the context the model runs with exceeds the original
+  context (llama.cpp's rule, one choice per load); `context_window` says which context that is.
 """
 
 from __future__ import annotations
@@ -19,10 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGUFReader
+from gguf import MODEL_TENSOR, TENSOR_NAMES, GGUFReader, Keys
 from gguf.quants import dequantize
 
-ARCH = "llama"
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3")
+HALF_SPLIT_ROPE = ("qwen2", "qwen3", "phi3")
+
+
+def name_of(kind: MODEL_TENSOR, layer: int | None = None, suffix: str = "weight") -> str:
+    return f"{TENSOR_NAMES[kind].format(bid=layer)}.{suffix}"
 
 
 @dataclass(frozen=True)
@@ -37,11 +57,20 @@ class LlamaHyperparameters:
     rope_base: float
     rms_eps: float
     vocab: int
+    arch: str = "llama"
+    context_length: int = 0
+    rope_attn_factor: float = 1.0  # LongRoPE: cos and sin are multiplied by it
+    rope_original_context: int | None = None  # LongRoPE: beyond this context the long factors apply
+    sliding_window: int = 0  # 0 = full causal attention
 
     @property
     def group(self) -> int:
         """Query heads per kv head: query head h reads kv head h // group."""
         return self.n_head // self.n_kv_head
+
+    @property
+    def half_split_rope(self) -> bool:
+        return self.arch in HALF_SPLIT_ROPE
 
 
 @dataclass(frozen=True)
@@ -49,8 +78,11 @@ class LlamaWeights:
     hparams: LlamaHyperparameters
     tensors: dict[str, np.ndarray]  # name -> float64, matrices [rows, cols]
 
-    def layer(self, i: int, name: str) -> np.ndarray:
-        return self.tensors[f"blk.{i}.{name}.weight"]
+    def layer(self, i: int, name: str, suffix: str = "weight") -> np.ndarray:
+        return self.tensors[f"blk.{i}.{name}.{suffix}"]
+
+    def has(self, i: int, name: str, suffix: str = "weight") -> bool:
+        return f"blk.{i}.{name}.{suffix}" in self.tensors
 
     @property
     def lm_head(self) -> np.ndarray:
@@ -72,29 +104,37 @@ def _field(reader: GGUFReader, key: str, default=None):
 
 
 def read_hyperparameters(reader: GGUFReader) -> LlamaHyperparameters:
-    arch = _field(reader, "general.architecture")
-    if arch != ARCH:
-        raise ValueError(f"general.architecture is {arch!r}; this reference only runs {ARCH!r}")
-    for unsupported in (f"{ARCH}.rope.scaling.type", f"{ARCH}.rope.scaling.factor"):
-        if unsupported in reader.fields:
-            raise NotImplementedError(f"{unsupported} is set; the reference has no RoPE scaling")
-    if any(t.name == "rope_freqs.weight" for t in reader.tensors):
-        raise NotImplementedError("rope_freqs.weight is present; the reference has no RoPE frequency factors")
-    dim = int(_field(reader, f"{ARCH}.embedding_length"))
-    n_head = int(_field(reader, f"{ARCH}.attention.head_count"))
-    head_dim = int(_field(reader, f"{ARCH}.attention.key_length", dim // n_head))
-    token_embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    arch = _field(reader, Keys.General.ARCHITECTURE)
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"general.architecture is {arch!r}; this reference runs {ARCHITECTURES}")
+
+    def key(template: str, default=None):
+        return _field(reader, template.format(arch=arch), default)
+
+    scaling = key(Keys.Rope.SCALING_TYPE, "none")
+    if scaling not in ("none", "longrope") or float(key(Keys.Rope.SCALING_FACTOR, 1.0)) != 1.0:
+        raise NotImplementedError(f"RoPE scaling {scaling!r} is set; the reference has only frequency factors")
+    dim = int(key(Keys.LLM.EMBEDDING_LENGTH))
+    n_head = int(key(Keys.Attention.HEAD_COUNT))
+    head_dim = int(key(Keys.Attention.KEY_LENGTH, dim // n_head))
+    token_embd = next(t for t in reader.tensors if t.name == name_of(MODEL_TENSOR.TOKEN_EMBD))
+    original = key(Keys.Rope.SCALING_ORIG_CTX_LEN, -1)
     return LlamaHyperparameters(
-        n_layer=int(_field(reader, f"{ARCH}.block_count")),
+        n_layer=int(key(Keys.LLM.BLOCK_COUNT)),
         dim=dim,
-        ffn=int(_field(reader, f"{ARCH}.feed_forward_length")),
+        ffn=int(key(Keys.LLM.FEED_FORWARD_LENGTH)),
         n_head=n_head,
-        n_kv_head=int(_field(reader, f"{ARCH}.attention.head_count_kv", n_head)),
+        n_kv_head=int(key(Keys.Attention.HEAD_COUNT_KV, n_head)),
         head_dim=head_dim,
-        rope_dim=int(_field(reader, f"{ARCH}.rope.dimension_count", head_dim)),
-        rope_base=float(_field(reader, f"{ARCH}.rope.freq_base", 10000.0)),
-        rms_eps=float(_field(reader, f"{ARCH}.attention.layer_norm_rms_epsilon")),
+        rope_dim=int(key(Keys.Rope.DIMENSION_COUNT, head_dim)),
+        rope_base=float(key(Keys.Rope.FREQ_BASE, 10000.0)),
+        rms_eps=float(key(Keys.Attention.LAYERNORM_RMS_EPS)),
         vocab=int(token_embd.shape[1]),
+        arch=arch,
+        context_length=int(key(Keys.LLM.CONTEXT_LENGTH)),
+        rope_attn_factor=float(key(Keys.Rope.SCALING_ATTN_FACTOR, 1.0)),
+        rope_original_context=None if original == -1 else int(original),
+        sliding_window=int(key(Keys.Attention.SLIDING_WINDOW, 0)),
     )
 
 
@@ -133,22 +173,73 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
 
 
-def rope_adjacent_pairs(x: np.ndarray, positions: np.ndarray, rope_dim: int, base: float) -> np.ndarray:
+def llama3_scaled_inverse_frequencies(
+    inv_freq: np.ndarray, factor: float, low_freq_factor: float, high_freq_factor: float, original_context: int
+) -> np.ndarray:
+    """Meta's `apply_scaling` for Llama 3.1+: wavelengths shorter than original / high_freq_factor
+    keep their frequency, longer than original / low_freq_factor are slowed by `factor`, and those
+    between blend the two linearly in original / wavelength."""
+    wavelen = 2 * np.pi / inv_freq
+    smooth = (original_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    return np.where(wavelen < original_context / high_freq_factor, inv_freq,
+                    np.where(wavelen > original_context / low_freq_factor, inv_freq / factor, blended))
+
+
+def rope_angles(positions: np.ndarray, rope_dim: int, base: float, freq_factors: np.ndarray | None = None) -> np.ndarray:
+    """[T, rope_dim/2]: position · base^(-2i/rope_dim), divided by freq_factors[i] when given (GGUF's
+    rope_freqs / rope_factors_* tensors hold such divisors)."""
+    i = np.arange(rope_dim // 2, dtype=np.float64)
+    inv_freq = base ** (-2.0 * i / rope_dim)
+    if freq_factors is not None:
+        inv_freq = inv_freq / freq_factors
+    return positions.astype(np.float64)[:, None] * inv_freq[None, :]
+
+
+def rope_adjacent_pairs(
+    x: np.ndarray, positions: np.ndarray, rope_dim: int, base: float,
+    freq_factors: np.ndarray | None = None, attn_factor: float = 1.0,
+) -> np.ndarray:
     """Rotate pairs (x[2i], x[2i+1]) of each head by positions · base^(-2i/rope_dim).
 
     x: [T, heads, head_dim]; dimensions at or past rope_dim pass through unrotated.
     """
-    i = np.arange(rope_dim // 2, dtype=np.float64)
-    inv_freq = base ** (-2.0 * i / rope_dim)  # [rope_dim/2]
-    angle = positions.astype(np.float64)[:, None] * inv_freq[None, :]  # [T, rope_dim/2]
-    cos = np.cos(angle)[:, None, :]
-    sin = np.sin(angle)[:, None, :]
+    angle = rope_angles(positions, rope_dim, base, freq_factors)  # [T, rope_dim/2]
+    cos = attn_factor * np.cos(angle)[:, None, :]
+    sin = attn_factor * np.sin(angle)[:, None, :]
     even = x[..., 0:rope_dim:2]
     odd = x[..., 1:rope_dim:2]
     out = x.copy()
     out[..., 0:rope_dim:2] = even * cos - odd * sin
     out[..., 1:rope_dim:2] = even * sin + odd * cos
     return out
+
+
+def rope_half_split(
+    x: np.ndarray, positions: np.ndarray, rope_dim: int, base: float,
+    freq_factors: np.ndarray | None = None, attn_factor: float = 1.0,
+) -> np.ndarray:
+    """transformers' form: x·cos + rotate_half(x)·sin over the first rope_dim dims of each head,
+    with cos/sin of the angles repeated for both halves and rotate_half(x) = [-x2, x1]."""
+    angle = rope_angles(positions, rope_dim, base, freq_factors)
+    emb = np.concatenate([angle, angle], axis=-1)[:, None, :]  # [T, 1, rope_dim]
+    cos, sin = attn_factor * np.cos(emb), attn_factor * np.sin(emb)
+    rot, rest = x[..., :rope_dim], x[..., rope_dim:]
+    x1, x2 = rot[..., : rope_dim // 2], rot[..., rope_dim // 2 :]
+    rotate_half = np.concatenate([-x2, x1], axis=-1)
+    return np.concatenate([rot * cos + rotate_half * sin, rest], axis=-1)
+
+
+def rope_frequency_factors(w: LlamaWeights, context_window: int) -> np.ndarray | None:
+    """The file's per-pair frequency divisors: rope_freqs (Llama 3.x), or Phi-3's long / short
+    LongRoPE factors by the context the model runs with; None for plain RoPE."""
+    t, hp = w.tensors, w.hparams
+    if name_of(MODEL_TENSOR.ROPE_FREQS) in t:
+        return t[name_of(MODEL_TENSOR.ROPE_FREQS)]
+    if name_of(MODEL_TENSOR.ROPE_FACTORS_LONG) in t:
+        long = context_window > hp.rope_original_context
+        return t[name_of(MODEL_TENSOR.ROPE_FACTORS_LONG if long else MODEL_TENSOR.ROPE_FACTORS_SHORT)]
+    return None
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -166,49 +257,87 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
-def attention(w: LlamaWeights, i: int, h: np.ndarray, positions: np.ndarray) -> np.ndarray:
+def qkv_projections(w: LlamaWeights, i: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """q [T, n_head, head_dim], k and v [T, n_kv_head, head_dim]: separate projections (plus
+    biases where the file has them, as Qwen 2), or Phi-3's fused qkv_proj split as [q; k; v]."""
+    hp = w.hparams
+    T = h.shape[0]
+    q_width, kv_width = hp.n_head * hp.head_dim, hp.n_kv_head * hp.head_dim
+    if w.has(i, "attn_qkv"):
+        qkv = h @ w.layer(i, "attn_qkv").T
+        q, k, v = qkv[:, :q_width], qkv[:, q_width : q_width + kv_width], qkv[:, q_width + kv_width :]
+    else:
+        q, k, v = (h @ w.layer(i, name).T for name in ("attn_q", "attn_k", "attn_v"))
+        if w.has(i, "attn_q", "bias"):
+            q, k, v = q + w.layer(i, "attn_q", "bias"), k + w.layer(i, "attn_k", "bias"), v + w.layer(i, "attn_v", "bias")
+    return q.reshape(T, hp.n_head, hp.head_dim), k.reshape(T, hp.n_kv_head, hp.head_dim), v.reshape(T, hp.n_kv_head, hp.head_dim)
+
+
+def attention(
+    w: LlamaWeights, i: int, h: np.ndarray, positions: np.ndarray,
+    freq_factors: np.ndarray | None = None, sliding_window: int = 0,
+) -> np.ndarray:
     """Causal grouped-query self-attention of layer i. h: [T, dim] (already normed) -> [T, dim]."""
     hp = w.hparams
     T = h.shape[0]
-    q = (h @ w.layer(i, "attn_q").T).reshape(T, hp.n_head, hp.head_dim)
-    k = (h @ w.layer(i, "attn_k").T).reshape(T, hp.n_kv_head, hp.head_dim)
-    v = (h @ w.layer(i, "attn_v").T).reshape(T, hp.n_kv_head, hp.head_dim)
-    q = rope_adjacent_pairs(q, positions, hp.rope_dim, hp.rope_base)
-    k = rope_adjacent_pairs(k, positions, hp.rope_dim, hp.rope_base)
+    q, k, v = qkv_projections(w, i, h)
+    if w.has(i, "attn_q_norm"):  # Qwen 3: each head normed over its head_dim values, before RoPE
+        q = rms_norm(q, w.layer(i, "attn_q_norm"), hp.rms_eps)
+        k = rms_norm(k, w.layer(i, "attn_k_norm"), hp.rms_eps)
+    rope = rope_half_split if hp.half_split_rope else rope_adjacent_pairs
+    q = rope(q, positions, hp.rope_dim, hp.rope_base, freq_factors, hp.rope_attn_factor)
+    k = rope(k, positions, hp.rope_dim, hp.rope_base, freq_factors, hp.rope_attn_factor)
     # Query head h uses kv head h // group: repeat each kv head `group` times, in order.
     k = np.repeat(k, hp.group, axis=1)
     v = np.repeat(v, hp.group, axis=1)
     scores = np.einsum("thd,shd->hts", q, k) / np.sqrt(hp.head_dim)  # [heads, T, T]
-    future = np.triu(np.ones((T, T), dtype=bool), k=1)  # key s > query t
-    scores = np.where(future[None], -np.inf, scores)
+    query, key = np.arange(T)[:, None], np.arange(T)[None, :]
+    hidden = key > query  # the future
+    if sliding_window:
+        hidden |= query - key >= sliding_window  # Mistral: older than the window
+    scores = np.where(hidden[None], -np.inf, scores)
     out = np.einsum("hts,shd->thd", softmax(scores, axis=-1), v).reshape(T, hp.n_head * hp.head_dim)
     return out @ w.layer(i, "attn_output").T
 
 
 def feed_forward(w: LlamaWeights, i: int, h: np.ndarray) -> np.ndarray:
-    """SwiGLU: down(silu(gate(h)) · up(h)). h: [T, dim] (already normed)."""
-    gate = h @ w.layer(i, "ffn_gate").T
-    up = h @ w.layer(i, "ffn_up").T
+    """SwiGLU: down(silu(gate(h)) · up(h)). h: [T, dim] (already normed). Phi-3 stores gate and up
+    as one gate_up_proj (GGUF ffn_up with 2·ffn rows) whose output splits into gate, then up."""
+    if w.has(i, "ffn_gate"):
+        gate, up = h @ w.layer(i, "ffn_gate").T, h @ w.layer(i, "ffn_up").T
+    else:
+        gate, up = np.split(h @ w.layer(i, "ffn_up").T, 2, axis=-1)
     return (silu(gate) * up) @ w.layer(i, "ffn_down").T
 
 
-def numpy_llama_logits(path_or_reader: str | os.PathLike | GGUFReader, token_ids) -> np.ndarray:
-    """Logits [T, vocab] in float64 for token_ids at positions 0..T-1 (no KV cache, no BOS added)."""
-    return forward(load_weights(path_or_reader), token_ids)
+def numpy_llama_logits(
+    path_or_reader: str | os.PathLike | GGUFReader, token_ids,
+    context_window: int | None = None, sliding_window: int | None = None,
+) -> np.ndarray:
+    """Logits [T, vocab] in float64 for token_ids at positions 0..T-1 (no KV cache, no BOS added).
+    See `forward` for the options."""
+    return forward(load_weights(path_or_reader), token_ids, context_window, sliding_window)
 
 
-def forward(w: LlamaWeights, token_ids) -> np.ndarray:
-    """The whole model over one sequence: [T] ids -> [T, vocab] logits."""
+def forward(w: LlamaWeights, token_ids, context_window: int | None = None, sliding_window: int | None = None) -> np.ndarray:
+    """The whole model over one sequence: [T] ids -> [T, vocab] logits.
+
+    context_window: the context the model runs with (picks Phi-3's long or short RoPE factors);
+    None: the file's context_length. sliding_window: None keeps the file's own; -1 or 0: none.
+    """
     hp = w.hparams
     ids = np.asarray(token_ids, dtype=np.int64)
     if ids.ndim != 1 or ids.size == 0:
         raise ValueError(f"token_ids must be a non-empty 1-D sequence, got shape {ids.shape}")
     if ids.min() < 0 or ids.max() >= hp.vocab:
         raise ValueError(f"token ids must lie in [0, {hp.vocab}), got {ids.min()}..{ids.max()}")
+    freq_factors = rope_frequency_factors(w, context_window or hp.context_length)
+    window = hp.sliding_window if sliding_window is None else max(sliding_window, 0)
     positions = np.arange(ids.size)
     x = w.tensors["token_embd.weight"][ids]  # [T, dim]
     for i in range(hp.n_layer):
-        x = x + attention(w, i, rms_norm(x, w.layer(i, "attn_norm"), hp.rms_eps), positions)
+        h = rms_norm(x, w.layer(i, "attn_norm"), hp.rms_eps)
+        x = x + attention(w, i, h, positions, freq_factors, window)
         x = x + feed_forward(w, i, rms_norm(x, w.layer(i, "ffn_norm"), hp.rms_eps))
     x = rms_norm(x, w.tensors["output_norm.weight"], hp.rms_eps)
     return x @ w.lm_head.T

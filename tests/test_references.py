@@ -4,6 +4,9 @@
 - tests/llama_numpy.py is causal, consistent across prefixes, maps query heads to kv heads as
   llama does, and on the real SmolLM2 agrees with llama.cpp's F32 reference
   (tests/data/smollm2_llamacpp.json, written by scripts/make_llamacpp_reference.py).
+- Its variants hold together: the llama3 rope_freqs written the converter's way give Meta's
+  scaled frequencies, half-split RoPE is adjacent-pair RoPE on interleaved dims, a sliding window
+  bounds how far back a token reaches, Phi-3's fused tensors split into the separate projections.
 """
 
 from __future__ import annotations
@@ -22,12 +25,23 @@ from gguf.quants import dequantize
 from tests.llama_numpy import (
     LlamaWeights,
     forward,
+    llama3_scaled_inverse_frequencies,
     load_weights,
     log_softmax,
     numpy_llama_logits,
     rope_adjacent_pairs,
+    rope_half_split,
 )
-from tests.tiny_llama import CONTROL_TOKENS, DEFAULT_TYPES, tensor_role, tiny_llama_weights, tiny_tokenizer, write_tiny_llama
+from tests.tiny_llama import (
+    CONTROL_TOKENS,
+    DEFAULT_TYPES,
+    Llama3Rope,
+    tensor_role,
+    tiny_llama_weights,
+    tiny_tokenizer,
+    write_tiny_llama,
+    write_tiny_model,
+)
 
 Q = GGMLQuantizationType
 REFERENCE_JSON = Path(__file__).parent / "data" / "smollm2_llamacpp.json"
@@ -149,6 +163,63 @@ def test_rope_rotates_adjacent_pairs_and_scores_depend_only_on_relative_position
 
     assert score(9, 4) == pytest.approx(score(105, 100), abs=1e-10)
     assert abs(score(9, 4) - score(9, 5)) > 1e-6
+
+
+def test_llama3_rope_freqs_tensor_divides_to_metas_scaled_frequencies(tmp_path, rng):
+    """The writer stores llama3 scaling the converter's way (a divisor per frequency); dividing the
+    plain frequencies by it must give what Meta's apply_scaling computes from the same settings."""
+    scaling = Llama3Rope(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_context=64)
+    path = write_tiny_llama(tmp_path / "llama3.gguf", seed=int(rng.integers(2**31)), llama3_rope=scaling)
+    rope_freqs = load_weights(path).tensors["rope_freqs.weight"]
+    inv_freq = 10000.0 ** (-np.arange(0, 16, 2) / 16)
+    meta = llama3_scaled_inverse_frequencies(inv_freq, 8.0, 1.0, 4.0, 64)
+    np.testing.assert_allclose(inv_freq / rope_freqs, meta, rtol=1e-7)  # rope_freqs is float32
+    kept, slowed = np.isclose(meta, inv_freq, rtol=1e-12), np.isclose(meta, inv_freq / 8, rtol=1e-12)
+    assert kept.any() and slowed.any() and (~kept & ~slowed).any()  # all three regimes occur
+
+
+def test_half_split_rope_is_adjacent_pair_rope_on_interleaved_dims(rng):
+    """llama.cpp's converter permutes llama's q/k rows so that HF's pair (i, i + d/2) lands on
+    (2i, 2i + 1): both rotations must agree under that permutation (partial rotary included)."""
+    rope_dim, head_dim = 12, 16
+    x = rng.standard_normal((5, 3, head_dim))
+    positions = np.arange(5) * 7
+    factors = rng.uniform(1, 4, rope_dim // 2)
+    interleave = np.concatenate([np.stack([np.arange(6), np.arange(6) + 6], -1).ravel(), np.arange(12, 16)])
+    half = rope_half_split(x, positions, rope_dim, 500.0, factors, attn_factor=1.3)
+    adjacent = rope_adjacent_pairs(x[..., interleave], positions, rope_dim, 500.0, factors, attn_factor=1.3)
+    np.testing.assert_allclose(adjacent, half[..., interleave], rtol=0, atol=1e-12)
+
+
+def test_sliding_window_bounds_how_far_back_a_token_is_seen(tmp_path, rng):
+    """With window W each layer looks back W - 1 positions, so after 2 layers token 0 reaches
+    positions up to 2 (W - 1) and no further."""
+    path = write_tiny_llama(tmp_path / "swa.gguf", seed=int(rng.integers(2**31)), sliding_window=4)
+    ids = rng.integers(0, 288, 12)
+    changed = ids.copy()
+    changed[0] = (ids[0] + 1) % 288
+    before, after = numpy_llama_logits(path, ids), numpy_llama_logits(path, changed)
+    np.testing.assert_allclose(after[7:], before[7:], rtol=0, atol=1e-12)
+    assert np.abs(after[6] - before[6]).max() > 1e-6
+    np.testing.assert_allclose(numpy_llama_logits(path, ids, sliding_window=12), numpy_llama_logits(path, ids, sliding_window=-1),
+                               rtol=0, atol=1e-12)  # a window as long as the sequence is no window
+
+
+def test_phi3_fused_tensors_split_into_the_separate_projections(tmp_path, rng):
+    """Phi-3's attn_qkv = [q; k; v] and ffn_up = [gate; up]: the reference on the fused file equals
+    the reference on the same weights stored as separate q, k, v, gate and up tensors."""
+    path = write_tiny_model(tmp_path / "phi3.gguf", seed=int(rng.integers(2**31)), arch="phi3")
+    fused = load_weights(path)
+    hp, tensors = fused.hparams, dict(fused.tensors)
+    q_rows, kv_rows = hp.n_head * hp.head_dim, hp.n_kv_head * hp.head_dim
+    for i in range(hp.n_layer):
+        qkv = tensors.pop(f"blk.{i}.attn_qkv.weight")
+        tensors[f"blk.{i}.attn_q.weight"] = qkv[:q_rows]
+        tensors[f"blk.{i}.attn_k.weight"] = qkv[q_rows : q_rows + kv_rows]
+        tensors[f"blk.{i}.attn_v.weight"] = qkv[q_rows + kv_rows :]
+        tensors[f"blk.{i}.ffn_gate.weight"], tensors[f"blk.{i}.ffn_up.weight"] = np.split(tensors[f"blk.{i}.ffn_up.weight"], 2)
+    ids = rng.integers(0, 288, 10)
+    np.testing.assert_allclose(forward(LlamaWeights(hp, tensors), ids), forward(fused, ids), rtol=0, atol=1e-12)
 
 
 # --- the real model against llama.cpp -------------------------------------------------------------

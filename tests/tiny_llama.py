@@ -1,6 +1,9 @@
-"""Random-weight llama GGUF files, small enough for a test to write and run in well under a second.
+"""Random-weight GGUF files of the llama family (llama incl. Llama 3.x scaling and Mistral's sliding
+window, qwen2, qwen3, phi3), small enough for a test to write and run in well under a second.
 
-Owns the file layout of the tiny model (tensor names, metadata keys, tokenizer); used by the tests
+Owns the file layout of the tiny models (tensor names, metadata keys, tokenizer) as llama.cpp's
+converter writes them for each architecture: names from the `gguf` package (MODEL_TENSORS of the
+architecture, TENSOR_NAMES, the GGUFWriter's key helpers), never typed by hand. Used by the tests
 to drive the engine's loader and by tests/llama_numpy.py's checks. Must not import notebook_llm.
 
 The tokenizer mimics SmolLM2's: ids 0..2 are the control tokens <|endoftext|>, <|im_start|>,
@@ -10,18 +13,22 @@ merges; then unused padding up to `vocab`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFWriter, TokenType
+from gguf import MODEL_ARCH_NAMES, MODEL_TENSOR, MODEL_TENSORS, TENSOR_NAMES, GGMLQuantizationType, GGUFWriter, TokenType
 from gguf.quants import quantize
 
 Q = GGMLQuantizationType
 
 # Matrix roles and the type each is stored in unless the caller says otherwise. Every loader path
-# (Q4_0, Q4_1, Q8_0, F16, F32) is hit by the default.
+# (Q4_0, Q4_1, Q8_0, F16, F32) is hit by the default, for every architecture (phi3's fused attn_qkv
+# and ffn_up included); a tied model has no `output`, so give token_embd F32 there.
 DEFAULT_TYPES: dict[str, GGMLQuantizationType] = {
+    "attn_qkv": Q.Q4_0,
     "attn_q": Q.Q4_0,
     "attn_k": Q.Q4_0,
     "attn_v": Q.Q4_0,
@@ -91,54 +98,122 @@ def tiny_tokenizer(vocab: int) -> tuple[list[str], list[int], list[str]]:
     return tokens, [int(t) for t in types], merges
 
 
+ARCHITECTURES = {MODEL_ARCH_NAMES[arch]: arch for arch in MODEL_TENSORS}
+
+
+def tensor_name(arch: str, kind: MODEL_TENSOR, layer: int | None = None, suffix: str = "weight") -> str:
+    """llama.cpp's name of a tensor, refusing kinds the architecture does not have (as its converter does)."""
+    if kind not in MODEL_TENSORS[ARCHITECTURES[arch]]:
+        raise ValueError(f"{arch} has no {kind.name} tensor")
+    return f"{TENSOR_NAMES[kind].format(bid=layer)}.{suffix}"
+
+
 def tiny_llama_weights(
-    seed: int, n_layer: int, dim: int, n_head: int, n_kv_head: int, ffn: int, vocab: int, tied: bool
+    seed: int, n_layer: int, dim: int, n_head: int, n_kv_head: int, ffn: int, vocab: int, tied: bool,
+    arch: str = "llama", head_dim: int | None = None,
 ) -> dict[str, np.ndarray]:
     """float32 weights by GGUF tensor name; matrices [rows=out, cols=in].
 
     Linear layers have std 1/sqrt(fan_in) so activations stay O(1); norms are 1 ± 0.1. The LM head
     is scaled so logits have std ~4: well spread, so top-1/top-2 gaps are rarely tiny.
+    Per architecture, as its converter lays the tensors out: qwen2 adds q/k/v biases (std 0.5, large
+    enough that dropping them moves the logits a lot); qwen3 adds per-head q/k norms (1 ± 0.3);
+    phi3 stores attn_qkv = [q; k; v] and ffn_up = [gate; up], with no attn_q/k/v or ffn_gate.
     """
     rng = np.random.default_rng(seed)
-    head_dim = dim // n_head
+    head_dim = head_dim or dim // n_head
+    T = MODEL_TENSOR
+    name = lambda kind, layer=None, suffix="weight": tensor_name(arch, kind, layer, suffix)  # noqa: E731
 
     def linear(rows: int, cols: int, scale: float = 1.0) -> np.ndarray:
         return (rng.standard_normal((rows, cols)) * scale / np.sqrt(cols)).astype(np.float32)
 
-    def norm(n: int) -> np.ndarray:
-        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    def norm(n: int, spread: float = 0.1) -> np.ndarray:
+        return (1.0 + spread * rng.standard_normal(n)).astype(np.float32)
 
     # Tied: the embedding is the LM head, so it gets the head's scale (its rows are normed anyway
     # before the first layer reads them).
     embd_std = LOGIT_STD / np.sqrt(dim) if tied else 1.0
-    weights = {"token_embd.weight": (rng.standard_normal((vocab, dim)) * embd_std).astype(np.float32)}
+    weights = {name(T.TOKEN_EMBD): (rng.standard_normal((vocab, dim)) * embd_std).astype(np.float32)}
     for i in range(n_layer):
-        weights |= {
-            f"blk.{i}.attn_norm.weight": norm(dim),
-            f"blk.{i}.attn_q.weight": linear(n_head * head_dim, dim),
-            f"blk.{i}.attn_k.weight": linear(n_kv_head * head_dim, dim),
-            f"blk.{i}.attn_v.weight": linear(n_kv_head * head_dim, dim),
-            f"blk.{i}.attn_output.weight": linear(dim, n_head * head_dim),
-            f"blk.{i}.ffn_norm.weight": norm(dim),
-            f"blk.{i}.ffn_gate.weight": linear(ffn, dim),
-            f"blk.{i}.ffn_up.weight": linear(ffn, dim),
-            f"blk.{i}.ffn_down.weight": linear(dim, ffn),
-        }
-    weights["output_norm.weight"] = norm(dim)
+        q, k, v = linear(n_head * head_dim, dim), linear(n_kv_head * head_dim, dim), linear(n_kv_head * head_dim, dim)
+        gate, up = linear(ffn, dim), linear(ffn, dim)
+        weights[name(T.ATTN_NORM, i)] = norm(dim)
+        if arch == "phi3":
+            weights[name(T.ATTN_QKV, i)] = np.concatenate([q, k, v])
+        else:
+            weights |= {name(T.ATTN_Q, i): q, name(T.ATTN_K, i): k, name(T.ATTN_V, i): v}
+        if arch == "qwen2":
+            for kind, rows in ((T.ATTN_Q, q.shape[0]), (T.ATTN_K, k.shape[0]), (T.ATTN_V, v.shape[0])):
+                weights[name(kind, i, "bias")] = (0.5 * rng.standard_normal(rows)).astype(np.float32)
+        if arch == "qwen3":
+            weights[name(T.ATTN_Q_NORM, i)] = norm(head_dim, spread=0.3)
+            weights[name(T.ATTN_K_NORM, i)] = norm(head_dim, spread=0.3)
+        weights[name(T.ATTN_OUT, i)] = linear(dim, n_head * head_dim)
+        weights[name(T.FFN_NORM, i)] = norm(dim)
+        if arch == "phi3":
+            weights[name(T.FFN_UP, i)] = np.concatenate([gate, up])
+        else:
+            weights |= {name(T.FFN_GATE, i): gate, name(T.FFN_UP, i): up}
+        weights[name(T.FFN_DOWN, i)] = linear(dim, ffn)
+    weights[name(T.OUTPUT_NORM)] = norm(dim)
     if not tied:
-        weights["output.weight"] = linear(vocab, dim, scale=LOGIT_STD)
+        weights[name(T.OUTPUT)] = linear(vocab, dim, scale=LOGIT_STD)
     return weights
 
 
 def tensor_role(name: str) -> str | None:
-    """'blk.3.attn_q.weight' -> 'attn_q'; norms (always F32) -> None."""
+    """'blk.3.attn_q.weight' -> 'attn_q'; norms, biases and RoPE factors (always F32) -> None."""
+    if not name.endswith(".weight") or name.startswith("rope_"):
+        return None
     role = name.removesuffix(".weight").split(".")[-1]
     return None if role.endswith("norm") else role
 
 
-def write_tiny_llama(
+@dataclass(frozen=True)
+class Llama3Rope:
+    """Llama 3.1's `rope_scaling` (rope_type "llama3"); small original context so a tiny model
+    with rope_dim 16 has frequencies in all three regimes (kept, blended, slowed by `factor`)."""
+
+    factor: float = 8.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_context: int = 64
+
+
+def llama3_rope_freqs(rope_dim: int, base: float, scaling: Llama3Rope) -> np.ndarray:
+    """The `rope_freqs.weight` the converter writes for a "llama3" rope_scaling: per frequency the
+    divisor of its angle — 1 for wavelengths below original/high, `factor` above original/low,
+    and 1 / ((1 - smooth) / factor + smooth) between, smooth = (original/wavelength - low) / (high - low)."""
+    factors = []
+    for i in range(rope_dim // 2):
+        wavelength = 2 * math.pi * base ** (2 * i / rope_dim)
+        if wavelength < scaling.original_context / scaling.high_freq_factor:
+            factors.append(1.0)
+        elif wavelength > scaling.original_context / scaling.low_freq_factor:
+            factors.append(scaling.factor)
+        else:
+            smooth = (scaling.original_context / wavelength - scaling.low_freq_factor) / (
+                scaling.high_freq_factor - scaling.low_freq_factor)
+            factors.append(1.0 / ((1.0 - smooth) / scaling.factor + smooth))
+    return np.array(factors, np.float32)
+
+
+def longrope_attn_factor(context: int, original_context: int) -> float:
+    """Phi-3 LongRoPE's magnitude scaling, as the converter writes rope.scaling.attn_factor."""
+    scale = context / original_context
+    return math.sqrt(1 + math.log(scale) / math.log(original_context)) if scale > 1.0 else 1.0
+
+
+def write_tiny_llama(path: str | Path, seed: int, **options) -> Path:
+    """A tiny model of the `llama` architecture: `write_tiny_model(path, seed, arch="llama", ...)`."""
+    return write_tiny_model(path, seed, arch="llama", **options)
+
+
+def write_tiny_model(
     path: str | Path,
     seed: int,
+    arch: str = "llama",
     n_layer: int = 2,
     dim: int = 64,
     n_head: int = 4,
@@ -150,37 +225,63 @@ def write_tiny_llama(
     tied: bool = False,
     rope_base: float = 10000.0,
     rms_eps: float = 1e-5,
+    head_dim: int | None = None,
+    rope_dim: int | None = None,
+    llama3_rope: Llama3Rope | None = None,
+    long_rope_original_context: int | None = None,
+    sliding_window: int | None = None,
 ) -> Path:
-    """Write a random-weight llama GGUF to `path` and return the path.
+    """Write a random-weight GGUF of `arch` (llama, qwen2, qwen3, phi3) to `path` and return the path.
 
     types: storage type per matrix role (keys of DEFAULT_TYPES), merged over the defaults.
     Quantized matrices need their column count (dim, or ffn for ffn_down) to be a multiple of the
     type's block size (32 for Q4_0/Q4_1/Q8_0). vocab counts 3 control + 256 byte tokens + merges +
     unused padding, so it is at least 259; the default 288 holds 29 merges.
     tied: no output.weight; the LM head is token_embd.
+    head_dim: written as attention.key_length/value_length when given (Qwen 3: not dim / n_head).
+    rope_dim: rope.dimension_count (default head_dim; less for partial rotary, as Phi-4-mini).
+    llama3_rope: Llama 3.1 frequency scaling, written as the rope_freqs.weight tensor.
+    long_rope_original_context: Phi-3 LongRoPE: random rope_factors_long (1..6) and _short (1..1.5)
+    tensors, rope.scaling.original_context_length and the attention factor for `context`.
+    sliding_window: attention.sliding_window (Mistral-style; a query sees itself and window - 1 before).
     """
-    if dim % n_head or n_head % n_kv_head:
+    if (head_dim is None and dim % n_head) or n_head % n_kv_head:
         raise ValueError(f"need n_head | dim and n_kv_head | n_head, got dim={dim} n_head={n_head} n_kv_head={n_kv_head}")
     unknown = set(types or {}) - set(DEFAULT_TYPES)
     if unknown:
         raise ValueError(f"unknown tensor roles {sorted(unknown)}; allowed: {sorted(DEFAULT_TYPES)}")
     types = {**DEFAULT_TYPES, **(types or {})}
-    head_dim = dim // n_head
+    rope_dim = rope_dim or head_dim or dim // n_head
     path = Path(path)
+    rng = np.random.default_rng([seed, 1])  # the RoPE factors; the weights draw from `seed`
 
-    writer = GGUFWriter(path, "llama")
-    writer.add_name(f"tiny-llama-seed{seed}")
+    writer = GGUFWriter(path, arch)
+    writer.add_name(f"tiny-{arch}-seed{seed}")
     writer.add_block_count(n_layer)
     writer.add_context_length(context)
     writer.add_embedding_length(dim)
     writer.add_feed_forward_length(ffn)
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_kv_head)
+    if head_dim is not None:
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
     writer.add_rope_freq_base(rope_base)
-    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_dimension_count(rope_dim)
     writer.add_layer_norm_rms_eps(rms_eps)
     writer.add_vocab_size(vocab)
     writer.add_quantization_version(2)
+    if sliding_window is not None:
+        writer.add_sliding_window(sliding_window)
+
+    extra: dict[str, np.ndarray] = {}
+    if llama3_rope is not None:
+        extra[tensor_name(arch, MODEL_TENSOR.ROPE_FREQS)] = llama3_rope_freqs(rope_dim, rope_base, llama3_rope)
+    if long_rope_original_context is not None:
+        writer.add_rope_scaling_orig_ctx_len(long_rope_original_context)
+        writer.add_rope_scaling_attn_factors(longrope_attn_factor(context, long_rope_original_context))
+        extra[tensor_name(arch, MODEL_TENSOR.ROPE_FACTORS_LONG)] = rng.uniform(1.0, 6.0, rope_dim // 2).astype(np.float32)
+        extra[tensor_name(arch, MODEL_TENSOR.ROPE_FACTORS_SHORT)] = rng.uniform(1.0, 1.5, rope_dim // 2).astype(np.float32)
 
     tokens, token_types, merges = tiny_tokenizer(vocab)
     writer.add_tokenizer_model("gpt2")
@@ -196,7 +297,8 @@ def write_tiny_llama(
     writer.add_add_space_prefix(False)
     writer.add_chat_template(CHATML_TEMPLATE)
 
-    for name, value in tiny_llama_weights(seed, n_layer, dim, n_head, n_kv_head, ffn, vocab, tied).items():
+    weights = tiny_llama_weights(seed, n_layer, dim, n_head, n_kv_head, ffn, vocab, tied, arch=arch, head_dim=head_dim)
+    for name, value in (weights | extra).items():
         role = tensor_role(name)
         qtype = Q.F32 if role is None else types[role]
         writer.add_tensor(name, quantize(value, qtype), raw_dtype=qtype)

@@ -1,0 +1,196 @@
+"""Every architecture variant the graph runs, as a tiny random GGUF, against the numpy forward pass.
+
+Variants: Llama 3.x frequency scaling (rope_freqs), Qwen 2 (q/k/v biases, tied embeddings, halves
+RoPE), Qwen 3 (per-head q/k RMSNorm, head_dim != dim / n_head), Mistral (sliding window smaller
+than the prompt), Phi-3 (fused attn_qkv and gate·up, LongRoPE long and short factors, partial
+rotary). Each file stores its matrices in all five types the loader repacks (Q4_0, Q4_1, Q8_0,
+F16, F32; see tiny_llama.DEFAULT_TYPES).
+
+tests/llama_numpy.py is written from each architecture's reference code in float64; the engine
+computes in float32 from exactly dequantized weights, so logits agree to float32 rounding
+accumulated over two layers: ‖Δ‖/‖ref‖ < 1e-4 at every position (observed ~2e-7). Each variant
+also shows that its feature moves the reference logits by far more than that bound, so an engine
+that ignored the feature could not pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as Q
+
+from notebook_llm.engine.core import ChatOptions, EngineCore
+from notebook_llm.errors import ModelFormatError
+from notebook_llm.loader.gguf_file import GGUFModelFile
+from notebook_llm.models.llama import LlamaModel
+
+from .conftest import relative_error
+from .engine_trace import greedy_trace
+from .llama_numpy import LlamaWeights, forward, load_weights, numpy_llama_logits
+from .test_loader_gguf import write_gguf
+from .tiny_llama import Llama3Rope, write_tiny_model
+
+LOGIT_BOUND = 1e-4
+# A feature left out must move the reference logits by at least this much (relative), 100x the bound.
+FEATURE_EFFECT = 1e-2
+CHUNK = 16  # a 40-token prompt takes three chunks, the last one ragged
+CONTEXT_WINDOW = 128
+
+
+def _without(w: LlamaWeights, *fragments: str) -> LlamaWeights:
+    """The weights minus every tensor whose name contains one of `fragments`."""
+    return LlamaWeights(w.hparams, {n: t for n, t in w.tensors.items() if not any(f in n for f in fragments)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    options: dict  # write_tiny_model keyword arguments
+    expected_config: dict  # ArchitectureConfig fields the loader must read from the file
+    # The reference's logits with the variant's feature left out: (weights, ids) -> logits.
+    without_feature: object
+
+
+VARIANTS = {
+    "llama3_rope_freqs": Variant(
+        dict(arch="llama", llama3_rope=Llama3Rope()),
+        dict(architecture="llama", rope_neox=False),
+        lambda w, ids: forward(_without(w, "rope_freqs"), ids, CONTEXT_WINDOW),
+    ),
+    "qwen2_bias_tied": Variant(
+        dict(arch="qwen2", tied=True, types={"token_embd": Q.F32}),
+        dict(architecture="qwen2", rope_neox=True, qkv_bias=True, tied_embeddings=True),
+        lambda w, ids: forward(_without(w, ".bias"), ids, CONTEXT_WINDOW),
+    ),
+    "qwen3_qk_norm": Variant(
+        dict(arch="qwen3", head_dim=32),  # q_dim 128 while dim is 64
+        dict(architecture="qwen3", rope_neox=True, qk_norm=True, head_dim=32),
+        lambda w, ids: forward(_without(w, "attn_q_norm", "attn_k_norm"), ids, CONTEXT_WINDOW),
+    ),
+    "mistral_sliding_window": Variant(
+        dict(arch="llama", sliding_window=12),
+        dict(architecture="llama", sliding_window=12),
+        lambda w, ids: forward(w, ids, CONTEXT_WINDOW, sliding_window=-1),
+    ),
+    "phi3_fused_longrope": Variant(
+        dict(arch="phi3", context=256, long_rope_original_context=64),  # 128 > 64: the long factors
+        dict(architecture="phi3", rope_neox=True, rope_original_context_length=64),
+        lambda w, ids: forward(w, ids, context_window=64),  # the short factors instead
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request, tmp_path_factory, ctx):
+    """(name, path, model) of one variant, written with a fresh seed."""
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"{request.param} seed {seed}")
+    path = write_tiny_model(tmp_path_factory.mktemp(request.param) / "tiny.gguf", seed=seed,
+                            **VARIANTS[request.param].options)
+    model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK)
+    return request.param, path, model
+
+
+def test_loader_reads_the_variant_from_the_file(variant):
+    name, _, model = variant
+    for field, value in VARIANTS[name].expected_config.items():
+        assert getattr(model.config, field) == value, field
+
+
+def test_prefill_logits_match_numpy_at_every_position(variant, rng):
+    name, path, model = variant
+    ids = rng.integers(0, model.config.vocab_size, size=40).tolist()
+    logits = model.forward_logits(ids)
+    reference = numpy_llama_logits(path, ids, context_window=CONTEXT_WINDOW)
+    assert logits.shape == reference.shape
+    for t in range(len(ids)):
+        assert relative_error(logits[t], reference[t]) < LOGIT_BOUND, f"{name}: position {t}"
+    ignored = VARIANTS[name].without_feature(load_weights(path), ids)
+    assert relative_error(ignored, reference) > FEATURE_EFFECT, f"{name}: the feature barely matters"
+
+
+def test_decode_steps_match_numpy(variant, rng):
+    name, path, model = variant
+    prompt = rng.integers(0, model.config.vocab_size, size=19).tolist()
+    ids, logits = greedy_trace(model, prompt, n_new=12)
+    reference = numpy_llama_logits(path, prompt + ids[:-1], context_window=CONTEXT_WINDOW)[len(prompt) - 1 :]
+    for i in range(len(ids)):
+        assert relative_error(logits[i], reference[i]) < LOGIT_BOUND, f"{name}: generated position {i}"
+        assert ids[i] == int(np.argmax(logits[i]))
+
+
+# -- choices made at load -------------------------------------------------------------------------
+
+
+def test_phi3_short_factors_and_partial_rotary_at_a_context_within_the_original(ctx, tmp_path, rng):
+    """Phi-4-mini rotates 3/4 of each head; a context window of at most the original context
+    (64 here) gets rope_factors_short, as llama.cpp chooses."""
+    path = write_tiny_model(tmp_path / "phi3.gguf", seed=int(rng.integers(2**31)), arch="phi3", context=256,
+                            long_rope_original_context=64, rope_dim=12)
+    model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=64, prefill_chunk_size=CHUNK)
+    assert model.config.rope_dim == 12
+    np.testing.assert_array_equal(model.rope_freq_factors, GGUFModelFile(path).vector("rope_factors_short.weight"))
+    ids = rng.integers(0, model.config.vocab_size, size=40).tolist()
+    reference = numpy_llama_logits(path, ids, context_window=64)
+    assert relative_error(model.forward_logits(ids), reference) < LOGIT_BOUND
+    assert relative_error(numpy_llama_logits(path, ids, context_window=128), reference) > FEATURE_EFFECT
+
+
+@pytest.mark.parametrize("window", [1, 9, 16])
+def test_sliding_window_from_chat_options_on_a_model_without_one(ctx, tmp_path, rng, window):
+    path = write_tiny_model(tmp_path / "plain.gguf", seed=int(rng.integers(2**31)))
+    model = LlamaModel(ctx, GGUFModelFile(path), CONTEXT_WINDOW, CHUNK, sliding_window_size=window)
+    ids = rng.integers(0, model.config.vocab_size, size=40).tolist()
+    logits = model.forward_logits(ids)
+    reference = numpy_llama_logits(path, ids, sliding_window=window)
+    for t in range(len(ids)):
+        assert relative_error(logits[t], reference[t]) < LOGIT_BOUND, f"position {t}"
+    prompt = ids[:19]
+    generated, decode_logits = greedy_trace(model, prompt, n_new=6)
+    decode_reference = numpy_llama_logits(path, prompt + generated[:-1], sliding_window=window)[len(prompt) - 1 :]
+    assert relative_error(decode_logits, decode_reference) < LOGIT_BOUND
+
+
+def test_minus_one_turns_the_files_sliding_window_off(ctx, tmp_path, rng):
+    path = write_tiny_model(tmp_path / "mistral.gguf", seed=int(rng.integers(2**31)), sliding_window=8)
+    model = LlamaModel(ctx, GGUFModelFile(path), CONTEXT_WINDOW, CHUNK, sliding_window_size=-1)
+    assert model.sliding_window == 0
+    ids = rng.integers(0, model.config.vocab_size, size=30).tolist()
+    assert relative_error(model.forward_logits(ids), numpy_llama_logits(path, ids, sliding_window=-1)) < LOGIT_BOUND
+
+
+def test_engine_passes_chat_options_sliding_window_to_the_model(ctx, tmp_path, rng):
+    path = write_tiny_model(tmp_path / "plain.gguf", seed=int(rng.integers(2**31)))
+    core = EngineCore(str(path), ChatOptions(context_window_size=64, sliding_window_size=5), ctx=ctx)
+    assert core.model.sliding_window == 5
+    assert EngineCore(str(path), ChatOptions(context_window_size=64), ctx=ctx).model.sliding_window == 0
+
+
+# -- files the engine refuses ---------------------------------------------------------------------
+
+_TINY = {"block_count": 1, "context_length": 64, "embedding_length": 64, "feed_forward_length": 96,
+         "attention.head_count": 4, "attention.layer_norm_rms_epsilon": 1e-6}
+
+
+@pytest.mark.parametrize("arch, extra, message", [
+    ("qwen2", {"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0}, "RoPE scaling 'yarn'"),
+    ("llama", {"rope.scaling.type": "linear", "rope.scaling.factor": 2.0}, "RoPE scaling 'linear'"),
+    ("qwen3", {"attention.key_length": 32, "attention.value_length": 16}, "value_length 16 differs"),
+])
+def test_unsupported_variants_are_model_format_errors(tmp_path, arch, extra, message):
+    path = tmp_path / "variant.gguf"
+    write_gguf(path, arch=arch, kv={f"{arch}.{k}": v for k, v in (_TINY | extra).items()}
+               | {"tokenizer.ggml.tokens": ["a", "b"]})
+    with pytest.raises(ModelFormatError, match=message):
+        GGUFModelFile(path).config
+
+
+def test_longrope_factors_without_the_original_context_are_refused(ctx, tmp_path, rng):
+    path = write_tiny_model(tmp_path / "phi3.gguf", seed=int(rng.integers(2**31)), arch="phi3",
+                            context=256, long_rope_original_context=64)
+    model_file = GGUFModelFile(path)
+    broken = dataclasses.replace(model_file.config, rope_original_context_length=None)
+    model_file.__dict__["config"] = broken  # what a cached_property reads once it has a value
+    with pytest.raises(ModelFormatError, match="original_context_length"):
+        LlamaModel(ctx, model_file, CONTEXT_WINDOW, CHUNK)
