@@ -34,7 +34,13 @@ VRAM_ENV = "NOTEBOOK_LLM_VRAM_MB"
 
 # model_lib values the engine of this version can run. A record whose model_lib is not here is
 # listed (front ends show it disabled, with `why_not_runnable` as the reason) but never loaded.
-SUPPORTED_MODEL_LIBS = frozenset({"llama-gguf"})
+# "<GGUF general.architecture>-gguf", each graph held to a numpy reference on tiny random files
+# (tests/test_architectures.py): llama (incl. Llama 3.x rope_freqs and Mistral's sliding window),
+# qwen2, qwen3, phi3. The tokenizer is a separate condition: only byte-level BPE with the gpt2 /
+# smollm / starcoder / refact pre-tokenizers is mapped so far (loader/tokenizer.py), so real Llama 3
+# ("llama-bpe"), Qwen ("qwen2") and SentencePiece (Mistral, Phi-3) files stop there with a
+# ModelFormatError naming their tokenizer.
+SUPPORTED_MODEL_LIBS = frozenset({"llama-gguf", "qwen2-gguf", "qwen3-gguf", "phi3-gguf"})
 
 MODEL_TYPES = ("LLM", "VLM", "embedding")
 

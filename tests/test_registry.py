@@ -159,6 +159,15 @@ def test_default_record_is_runnable_and_points_at_an_existing_file():
     check_can_run(record, _adapter(features=()))
 
 
+@pytest.mark.parametrize("model_lib", ["llama-gguf", "qwen2-gguf", "qwen3-gguf", "phi3-gguf"])
+def test_gguf_records_of_every_tested_architecture_are_runnable(tmp_path, model_lib):
+    """The architectures whose graphs tests/test_architectures.py holds to the numpy reference."""
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"")
+    record = _record(model=str(path), model_lib=model_lib)
+    assert record.runnable and why_not_runnable(record, _adapter(features=())) is None
+
+
 def test_gemma3_record_is_not_runnable_with_a_reason():
     record = find_model("gemma-3-270m-it-Q4_K_M")
     assert not record.runnable
