@@ -15,6 +15,7 @@ from .errors import (
     EngineBusyError,
     EngineNotLoadedError,
     InvalidRequestError,
+    LoadCancelledError,
     ModelFormatError,
     ModelNotFoundError,
     NoAdapterError,
@@ -24,10 +25,22 @@ from .errors import (
 __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_MODEL_ID", "AppConfig", "AsyncEngine", "ModelRecord", "list_models", "prebuilt_app_config", "ChatOptions", "ContextLengthError", "DeviceLimitError", "Engine",
-    "EngineBusyError", "EngineNotLoadedError", "InitProgressReport", "InvalidRequestError", "ModelFormatError",
+    "EngineBusyError", "EngineNotLoadedError", "InitProgressReport", "InvalidRequestError", "LoadCancelledError", "ModelFormatError",
     "ModelNotFoundError", "NoAdapterError", "NotebookLLMError", "create_engine", "load_ipython_extension",
-    "unload_ipython_extension",
+    "unload_ipython_extension", "ChatWidget", "ModelPicker",
 ]
+
+_WIDGETS = ("ChatWidget", "ModelPicker")
+
+
+def __getattr__(name: str):
+    """`notebook_llm.ChatWidget` / `ModelPicker`, imported on first use: importing notebook_llm
+    does not import anywidget or ipywidgets."""
+    if name in _WIDGETS:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_ipython_extension(ip):

@@ -44,3 +44,9 @@ class EngineNotLoadedError(NotebookLLMError):
 
 class EngineBusyError(NotebookLLMError):
     """A generation is already running (or a stream is still open) on this model."""
+
+
+class LoadCancelledError(NotebookLLMError):
+    """A model load was cancelled. Raise it from an init progress callback to stop a load: it
+    propagates out of `Engine.reload` (the engine is left with no model loaded, ready for the next
+    `reload`) and out of `download_model`."""
