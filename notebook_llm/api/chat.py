@@ -62,7 +62,7 @@ def check_fits(core: EngineCore, prompt_ids: list[int]) -> None:
     if len(prompt_ids) >= window:
         raise ContextLengthError(
             f"the prompt has {len(prompt_ids)} tokens but the context window (context_window_size) is {window} "
-            f"tokens, and at least one must stay free for the reply; sliding_window_size is off. Shorten the "
+            f"tokens, and at least one must stay free for the reply (a sliding window does not lengthen it). Shorten the "
             "conversation or reload the model with a larger context_window_size.", param="messages")
 
 
