@@ -135,10 +135,10 @@ def tiny_llama_weights(
     # before the first layer reads them).
     embd_std = LOGIT_STD / np.sqrt(dim) if tied else 1.0
     weights = {name(T.TOKEN_EMBD): (rng.standard_normal((vocab, dim)) * embd_std).astype(np.float32)}
+    # Draws in the order llama files always had, so a seed gives the same llama file as before.
     for i in range(n_layer):
-        q, k, v = linear(n_head * head_dim, dim), linear(n_kv_head * head_dim, dim), linear(n_kv_head * head_dim, dim)
-        gate, up = linear(ffn, dim), linear(ffn, dim)
         weights[name(T.ATTN_NORM, i)] = norm(dim)
+        q, k, v = linear(n_head * head_dim, dim), linear(n_kv_head * head_dim, dim), linear(n_kv_head * head_dim, dim)
         if arch == "phi3":
             weights[name(T.ATTN_QKV, i)] = np.concatenate([q, k, v])
         else:
@@ -151,6 +151,7 @@ def tiny_llama_weights(
             weights[name(T.ATTN_K_NORM, i)] = norm(head_dim, spread=0.3)
         weights[name(T.ATTN_OUT, i)] = linear(dim, n_head * head_dim)
         weights[name(T.FFN_NORM, i)] = norm(dim)
+        gate, up = linear(ffn, dim), linear(ffn, dim)
         if arch == "phi3":
             weights[name(T.FFN_UP, i)] = np.concatenate([gate, up])
         else:
