@@ -267,7 +267,7 @@ def test_streamed_reply_deltas_add_up_to_the_committed_text(loaded_engine):
 def test_stop_mid_reply_keeps_the_partial_text_with_finish_reason_abort(loaded_engine):
     chat = ChatWidget(engine=loaded_engine, max_tokens=40, temperature=0.0)
     wire = Wire(chat)
-    chat.send("Count from one to twenty in words.")
+    chat.ask("Count from one to twenty in words.")
     wait_for(lambda: wire.custom("delta"), timeout=120, what="the first delta")
     chat._handle_custom_msg({"type": "stop"}, [])
     assert chat.wait(timeout=60)
@@ -302,7 +302,7 @@ def test_request_the_engine_refuses_gives_the_text_back_and_the_next_send_works(
     chat = ChatWidget(engine=loaded_engine, max_tokens=2, temperature=0.0)
     wire = Wire(chat)
     too_long = "word " * 3000  # more tokens than the 2048-token context window
-    chat.send(too_long, wait=True)
+    chat.ask(too_long, wait=True)
     assert chat.messages == []
     assert chat.draft == too_long
     with pytest.raises(ContextLengthError, match="context window"):
@@ -319,7 +319,7 @@ def test_request_the_engine_refuses_gives_the_text_back_and_the_next_send_works(
 
 def test_clear_empties_the_conversation_and_its_stats():
     chat, _, wire = scripted_chat()
-    chat.send("hi", wait=True)
+    chat.ask("hi", wait=True)
     assert chat.reply_stats
     chat._handle_custom_msg({"type": "clear"}, [])
     assert chat.messages == [] and chat.reply_stats == {} and chat.error == ""
@@ -334,8 +334,8 @@ def test_clear_empties_the_conversation_and_its_stats():
 def test_commits_while_streaming_hold_exactly_the_deltas_up_to_their_seq():
     chat, engine, wire = scripted_chat(ScriptedEngine(tokens=[f"t{i} " for i in range(50)], step=0.004))
     chat.delta_interval, chat.commit_interval = 0.01, 0.04
-    chat.send("go", wait=True)
-    chat.send("again", wait=True)  # seq goes on from the first reply's last delta
+    chat.ask("go", wait=True)
+    chat.ask("again", wait=True)  # seq goes on from the first reply's last delta
 
     deltas = wire.custom("delta")
     assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
@@ -364,7 +364,7 @@ def test_settings_from_the_front_end_apply_to_the_next_request_and_bad_values_ar
     assert wire.updates()[-1] == {name: 0}, "the kernel's value goes back to the view"
     assert (chat.temperature, chat.top_p, chat.max_tokens, chat.seq) == (1.3, 0.5, 3, 0)
 
-    chat.send("hi", wait=True)
+    chat.ask("hi", wait=True)
     request = engine.requests[-1]
     assert (request["temperature"], request["top_p"], request["max_tokens"]) == (1.3, 0.5, 3)
     assert request["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
@@ -415,19 +415,19 @@ def test_engine_error_before_any_text_removes_the_user_message_and_gives_its_tex
     assert chat.status == "idle"
 
     engine.fail_on_create = KeyError("surprise")  # any exception, not only ours
-    chat.send("my long question", wait=True)
+    chat.ask("my long question", wait=True)
     assert chat.error == "KeyError: 'surprise'"
     drafts = [u["draft"] for u in wire.updates() if "draft" in u]
     assert drafts == ["my long question", "", "my long question"], "each failure gives the text back anew"
 
     engine.fail_on_create = None
-    chat.send("now?", wait=True)
+    chat.ask("now?", wait=True)
     assert chat.error == "" and chat.messages[-1] == {"role": "assistant", "content": "Hello, world!"}
 
 
 def test_failure_after_text_arrived_keeps_the_partial_reply():
     chat, _, _ = scripted_chat(ScriptedEngine(fail_after=2))
-    chat.send("hi", wait=True)
+    chat.ask("hi", wait=True)
     assert chat.messages[-1] == {"role": "assistant", "content": "Hello,"}
     assert chat.reply_stats["1"]["finish_reason"] == "error"
     assert chat.error == "RuntimeError: the device was lost"
@@ -436,7 +436,7 @@ def test_failure_after_text_arrived_keeps_the_partial_reply():
 
 def test_clear_during_a_reply_stops_it_and_drops_its_text():
     chat, engine, wire = scripted_chat(ScriptedEngine(tokens=["x"] * 200, step=0.01))
-    chat.send("go")
+    chat.ask("go")
     wait_for(lambda: wire.custom("delta"), timeout=5, what="a delta")
     chat._handle_custom_msg({"type": "clear"}, [])
     assert chat.messages == [] and engine.interrupts >= 1
@@ -446,21 +446,21 @@ def test_clear_during_a_reply_stops_it_and_drops_its_text():
     assert chat.messages == [] and chat.reply_stats == {} and chat.status == "idle"
     assert wire.custom()[-1]["type"] == "done"
     engine.tokens = ["ok"]
-    chat.send("again", wait=True)
+    chat.ask("again", wait=True)
     assert chat.messages == [{"role": "user", "content": "again"}, {"role": "assistant", "content": "ok"}]
 
 
 def test_send_is_refused_while_a_reply_runs_and_stop_is_a_no_op_when_idle():
     chat, engine, _ = scripted_chat(ScriptedEngine(tokens=["x"] * 100, step=0.01))
     assert chat.stop() is False
-    chat.send("first")
+    chat.ask("first")
     chat._handle_custom_msg({"type": "send", "text": "second"}, [])
     assert chat.error.startswith("a reply is still being generated") and chat.draft == "second"
     chat._handle_custom_msg({"type": "regenerate"}, [])
     assert chat.stop() is True
     assert chat.wait(5) and len(engine.requests) <= 1  # a Stop before the request starts skips it
     assert chat.reply_stats["1"]["finish_reason"] == "abort"
-    chat.send("   ")
+    chat.ask("   ")
     assert chat.error.startswith("the message is empty")
 
 
@@ -477,7 +477,7 @@ def test_send_with_no_model_loaded_gives_the_text_back():
 
 def test_messages_set_from_python_are_checked_and_reset_the_stats():
     chat, _, _ = scripted_chat()
-    chat.send("hi", wait=True)
+    chat.ask("hi", wait=True)
     for bad in ([{"role": "system", "content": "x"}], [{"role": "user"}], [{"role": "user", "content": 1}],
                 [{"role": "user", "content": "x", "name": "bob"}], ["hi"]):
         with pytest.raises(TraitError):
@@ -596,7 +596,7 @@ def test_picker_unload_leaves_nothing_loaded(loaded_engine):
     picker._handle_custom_msg({"type": "unload"}, [])
     assert loaded_engine.loaded_models == []
     assert picker.status == "unloaded" and picker.loaded_model_id == ""
-    chat.send("anyone there?")
+    chat.ask("anyone there?")
     assert chat.error.startswith("no model is loaded") and chat.draft == "anyone there?"
 
 

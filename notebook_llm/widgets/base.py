@@ -44,9 +44,8 @@ class KernelStateWidget(anywidget.AnyWidget):
         return getattr(self._commit_flag, "on", False)
 
     def _send_event(self, content: dict[str, Any]) -> None:
-        """A custom message to the front end (ipywidgets' `Widget.send`, which ChatWidget's `send`
-        overrides with the contract's "send a chat message")."""
-        anywidget.AnyWidget.send(self, content)
+        """A custom message to the front end (ipywidgets' `Widget.send`)."""
+        self.send(content)
 
     def set_state(self, sync_data: dict[str, Any]) -> None:
         """A state update from the front end (ipywidgets calls this); never raises."""

@@ -197,12 +197,10 @@ class ChatWidget(KernelStateWidget):
             self.reply_stats = {}
 
     # -- actions (the front end's messages call these) --------------------------------------------
-    def send(self, text: str, wait: bool = False) -> None:
+    def ask(self, text: str, wait: bool = False) -> None:
         """Append `text` as a user message and stream a reply; when that cannot start, `error` says
-        why and the text comes back in `draft`. `wait=True` blocks until the reply ends."""
-        if isinstance(text, dict):  # ipywidgets' own callers (DOMWidget.focus/blur) mean Widget.send
-            self._send_event(text)
-            return
+        why and the text comes back in `draft`. `wait=True` blocks until the reply ends.
+        (Not `send`: that is ipywidgets' method for custom messages to the front end.)"""
         if not isinstance(text, str):
             raise InvalidRequestError(f"text is a {type(text).__name__}; a str is allowed", param="text")
         with self._lock:
@@ -424,7 +422,7 @@ class ChatWidget(KernelStateWidget):
         kind = message["type"]
         try:
             if kind == "send":
-                self.send(message["text"])
+                self.ask(message["text"])
             elif kind == "stop":
                 self.stop()
             elif kind == "regenerate":
