@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.core import ChatOptions, EngineCore, resolve_model_path
 from ..progress import ProgressCallback
@@ -23,6 +23,9 @@ from ..gpu.compute import GpuContext
 from .chat import Chat
 from .completions import Completions
 from .runner import RunStats
+
+if TYPE_CHECKING:
+    from .remote import RemoteEngine
 
 
 class Engine:
@@ -162,6 +165,18 @@ class Engine:
         return (f"prefill: {extra.prefill_tokens_per_s:.1f} tokens/sec, decode: {extra.decode_tokens_per_s:.1f} tokens/sec"
                 f" ({core.model_id} on {core.adapter_description})")
 
+    # -- serving -----------------------------------------------------------------------------------
+    def serve(self, port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None, *,
+              max_queue: int = 64, log_level: str = "warning"):
+        """Serve this engine over OpenAI's HTTP API from a daemon thread of this process (the kernel
+        keeps running cells). Returns a `BackgroundServer`: `.url` is the clients' `base_url`
+        (`http://127.0.0.1:8000/v1`), `.stop()` ends it. `port=0` picks a free port; `api_key`
+        requires `Authorization: Bearer <key>`. Requests queue and run one at a time; while one
+        runs, this engine's own `create` calls raise EngineBusyError."""
+        from ..server.background import BackgroundServer  # a front end: imported only when serving
+
+        return BackgroundServer(self, host=host, port=port, api_key=api_key, max_queue=max_queue, log_level=log_level)
+
 
 def create_engine(
     model: str | Path | list[str | Path] | None = None,
@@ -170,9 +185,34 @@ def create_engine(
     adapter: str | None = None,
     logit_processor_registry: dict[str, LogitProcessor] | None = None,
     app_config: AppConfig | None = None,
-) -> Engine:
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+) -> "Engine | RemoteEngine":
     """WebLLM's `CreateMLCEngine`: load `model` (default: SmolLM2-135M-Instruct) and return the engine.
-    `model` is a registry id (`app_config`, default the prebuilt list) or a path to a .gguf file."""
+    `model` is a registry id (`app_config`, default the prebuilt list) or a path to a .gguf file.
+
+    With `base_url` ("http://host:8000/v1") nothing loads here: a `RemoteEngine` sends the same calls
+    to an OpenAI-compatible server (`engine.serve()`, `notebook-llm serve`), with `api_key` as its
+    bearer token and `model` one the server lists (default: its first)."""
+    if base_url is not None:
+        from .remote import RemoteEngine
+
+        local_only = {"chat_options": chat_options, "init_progress_callback": init_progress_callback,
+                      "adapter": adapter, "logit_processor_registry": logit_processor_registry,
+                      "app_config": app_config}
+        for name, value in local_only.items():
+            if value is not None:
+                raise InvalidRequestError(
+                    f"{name} is {value!r} but base_url is set; a remote engine's models are loaded by its server, "
+                    f"so allowed: leave {name} out", param=name)
+        if model is not None and not isinstance(model, str):
+            raise InvalidRequestError(f"model is {model!r}; a remote engine takes one model id the server lists",
+                                      param="model")
+        return RemoteEngine(base_url, api_key=api_key, model=model)
+    if api_key is not None:
+        raise InvalidRequestError("api_key is set without base_url; allowed: api_key only with base_url",
+                                  param="api_key")
     return Engine(model, chat_options, adapter, init_progress_callback, logit_processor_registry, app_config)
 
 
