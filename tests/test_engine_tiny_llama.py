@@ -10,11 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from notebook_llm.engine.generation import GenerationConfig, GenerationStats, TokenLoop
+from notebook_llm.engine.sampler import SamplingParams
 from notebook_llm.loader.gguf_file import GGUFModelFile
 from notebook_llm.models.llama import LlamaModel
 
 from .conftest import relative_error
-from .engine_trace import greedy_trace
+from .engine_trace import LogitRecorder, greedy_trace
 from .llama_numpy import numpy_llama_logits
 from .tiny_llama import write_tiny_llama
 
@@ -58,3 +60,21 @@ def test_tied_embeddings_use_the_embedding_as_output_head(ctx, tmp_path, rng):
     assert model.config.tied_embeddings
     ids = rng.integers(0, model.config.vocab_size, size=9).tolist()
     assert relative_error(model.forward_logits(ids), numpy_llama_logits(path, ids)) < LOGIT_BOUND
+
+
+def test_one_token_prefill_runs_the_decode_graph_and_matches_numpy(tiny_model, tiny_path, rng):
+    """A prompt whose chunking leaves one token alone (17 = 16 + 1) and a repeated prompt (only its
+    last token re-run from the KV cache) both take the decode graph for that token."""
+    prompt = rng.integers(0, tiny_model.config.vocab_size, size=17).tolist()
+    loop_ids, logits = greedy_trace(tiny_model, prompt, n_new=3)
+    reference = numpy_llama_logits(tiny_path, prompt + loop_ids[:-1])[len(prompt) - 1 :]
+    for i in range(len(loop_ids)):
+        assert relative_error(logits[i], reference[i]) < LOGIT_BOUND, f"generated position {i}"
+    loop = TokenLoop(tiny_model)
+    loop.logit_processor = recorder = LogitRecorder()
+    config = GenerationConfig(max_new_tokens=1, sampling=SamplingParams(temperature=0.0))
+    list(loop.generate(prompt, config, GenerationStats()))
+    stats = GenerationStats()
+    list(loop.generate(prompt, config, stats))  # the same prompt again: the KV cache holds all but its last token
+    assert stats.prefilled_tokens == 1
+    assert relative_error(recorder.rows[-1], reference[0]) < LOGIT_BOUND
