@@ -7,6 +7,7 @@ the adapter's description, e.g. "llvmpipe" or "nvidia") overrides the choice.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 
 import wgpu
@@ -60,7 +61,16 @@ def list_adapters() -> list[AdapterInfo]:
     return [_describe(a) for a in _ordered_adapters()]
 
 
+def _quiet_headless_vulkan() -> None:
+    """Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid" (once per window-system probe) on
+    machines without a desktop session; a private runtime directory keeps kernels' output clean."""
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if not runtime_dir or not os.path.isdir(runtime_dir):
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="notebook-llm-runtime-")  # mode 0700
+
+
 def _ordered_adapters() -> list[wgpu.GPUAdapter]:
+    _quiet_headless_vulkan()
     try:
         adapters = list(wgpu.gpu.enumerate_adapters_sync())
     except Exception as error:  # wgpu raises plain RuntimeErrors when no backend loads
