@@ -3,7 +3,9 @@
 //
 // Bindings: 0 weight_codes u32[], 1 weight_scales u32[] (layout from `//!include weights`,
 //           W is [rows, cols]), 2 x vec4<f32>[n_tokens * cols / 4] (row-major [n_tokens, cols]),
-//           3 y f32[n_tokens * rows] (row-major [n_tokens, rows]), 4 params, 5 step.
+//           3 y f32[n_tokens * out_rows] (row-major [n_tokens, out_rows]), 4 params, 5 step.
+//           W may be one row block of a larger matrix (see matvec.wgsl): its row r is column
+//           row_offset + r of y, whose rows are out_rows wide (0: rows, the whole matrix).
 // Mapping: workgroup (i, j) computes the tile of rows 64i..64i+63 × tokens 32j..32j+31, so the
 //          caller dispatches (ceil(rows / 64), ceil(n_tokens / 32), 1). The 256 threads walk K in
 //          steps of 32 columns: each step every thread dequantizes one 8-column block of W
@@ -15,7 +17,7 @@
 
 //!include weights
 
-struct Params { rows: u32, cols: u32, _pad0: u32, _pad1: u32 }
+struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> weight_codes: array<u32>;
@@ -89,12 +91,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         workgroupBarrier();
     }
 
+    let out_rows = select(params.out_rows, rows, params.out_rows == 0u);
     for (var i = 0u; i < THREAD_ROWS; i++) {
         let row = row0 + tr + 16u * i;
         for (var j = 0u; j < THREAD_TOKENS; j++) {
             let token = token0 + tt + 16u * j;
             if (row < rows && token < n_tokens) {
-                let index = token * rows + row;
+                let index = token * out_rows + params.row_offset + row;
                 if (ACCUMULATE) { y[index] += acc[i][j]; } else { y[index] = acc[i][j]; }
             }
         }

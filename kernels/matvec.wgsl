@@ -2,7 +2,9 @@
 // (the residual add fused into the epilogue).
 //
 // Bindings: 0 weight_codes u32[], 1 weight_scales u32[] (layout from `//!include weights`),
-//           2 x vec4<f32>[cols/4], 3 y f32[rows], 4 params.
+//           2 x vec4<f32>[cols/4], 3 y f32[row_offset + rows], 4 params.
+// W may be one row block of a larger matrix (a matrix too large for one storage binding, such as
+// a 262k-token LM head, is bound as several blocks): its row r is written to y[row_offset + r].
 // Mapping: a workgroup of 256 threads computes ROWS_PER_WORKGROUP rows; the THREADS_PER_ROW
 // threads of one row stride over its 8-column blocks, then reduce in workgroup memory.
 // ROWS_PER_WORKGROUP * THREADS_PER_ROW must be 256. GPUs want 64 threads per row (coalesced
@@ -12,7 +14,7 @@
 
 //!include weights
 
-struct Params { rows: u32, cols: u32, _pad0: u32, _pad1: u32 }
+struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }  // out_rows: matmul only
 
 @group(0) @binding(0) var<storage, read> weight_codes: array<u32>;
 @group(0) @binding(1) var<storage, read> weight_scales: array<u32>;
@@ -46,6 +48,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         workgroupBarrier();
     }
     if (lane == 0u && row < params.rows) {
-        if (ACCUMULATE) { y[row] += partial[lid]; } else { y[row] = partial[lid]; }
+        let out = params.row_offset + row;
+        if (ACCUMULATE) { y[out] += partial[lid]; } else { y[out] = partial[lid]; }
     }
 }

@@ -1,4 +1,6 @@
-// out[r, i] = x[row, i] / sqrt(mean_j x[row, j]^2 + eps) * weight[i]   (RMSNorm, llama's norm).
+// out[r, i] = x[row, i] / sqrt(mean_j x[row, j]^2 + eps) * weight[i]   (RMSNorm, llama's norm),
+// or out[r, i] += ... when ACCUMULATE: Gemma's post-attention and post-FFN norms, whose result is
+// added to the residual stream (x is then the block's output, out the residual).
 //
 // Bindings: 0 x f32[n_tokens, dim], 1 weight f32[dim], 2 out f32[n_tokens or 1, dim], 3 params,
 //           4 step (only n_tokens is read).
@@ -19,6 +21,7 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 @group(0) @binding(4) var<uniform> step: Step;
 
 override LAST_ROW_ONLY: bool = false;
+override ACCUMULATE: bool = false;
 const WORKGROUP: u32 = 256u;
 
 var<workgroup> partial: array<f32, WORKGROUP>;
@@ -45,6 +48,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
     let out_base = out_row * dim;
     for (var i = lid; i < dim; i += WORKGROUP) {
-        out[out_base + i] = x[x_base + i] * inv_rms * weight[i];
+        let y = x[x_base + i] * inv_rms * weight[i];
+        if (ACCUMULATE) { out[out_base + i] += y; } else { out[out_base + i] = y; }
     }
 }

@@ -17,23 +17,36 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
 
-from notebook_llm.loader.repack import PackedWeight, dequantize
+from notebook_llm.loader.repack import PackedWeight, dequantize, repack, split_rows
 
-from .conftest import random_weight, relative_error
+from .conftest import relative_error
+from .tiny_llama import K_QUANTS, quantize_any
 
 BOUND = 1e-5
-TYPES = [QT.Q4_0, QT.Q4_1, QT.Q8_0, QT.F16, QT.F32]
+# Every type a GGUF file may hold, so every layout: q4g32 (Q4_0, Q4_1), q4g32f (Q4_K),
+# q8g32 (Q5_0, Q8_0), q8g16f (Q6_K), f16, f32.
+TYPES = [QT.Q4_0, QT.Q4_1, QT.Q4_K, QT.Q5_0, QT.Q8_0, QT.Q6_K, QT.F16, QT.F32]
 MAX_WORKGROUPS = 65535
+
+
+def random_weight(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> PackedWeight:
+    """A random N(0, 1) matrix as a file would store it in `qtype` (K-quants by tests/tiny_llama.py's
+    quantizer, the others by gguf's), repacked."""
+    values = rng.standard_normal((rows, cols), dtype=np.float32)
+    return repack(quantize_any(values, qtype), qtype, rows, cols)
 
 
 def odd_width(qtype: QT) -> int:
     """A width that is not a multiple of the kernels' 32- or 64-column steps where the type allows:
-    19 groups of 32 for quantized types (an odd count pads q8g32's scale words), 77 × 8 for floats."""
-    return 608 if qtype in (QT.Q4_0, QT.Q4_1, QT.Q8_0) else 616
+    19 groups of 32 for 32-block types (an odd count pads q8g32's scale words), 3 super-blocks of
+    256 for K-quants, 77 × 8 for floats."""
+    if qtype in K_QUANTS:
+        return 768
+    return 608 if qtype in (QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q8_0) else 616
 
 
-def params(rows: int, cols: int) -> np.ndarray:
-    return np.array([rows, cols, 0, 0], np.uint32)
+def params(rows: int, cols: int, row_offset: int = 0, out_rows: int = 0) -> np.ndarray:
+    return np.array([rows, cols, row_offset, out_rows], np.uint32)
 
 
 def step(n_tokens: int) -> np.ndarray:
@@ -50,24 +63,37 @@ def matvec_workgroups(rows: int, rows_per_workgroup: int = 4) -> tuple[int, int]
 def run_matvec(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, threads_per_row: int = 64) -> np.ndarray:
     """y = W x, or y0 + W x with ACCUMULATE; y is poisoned with NaN first when not accumulating."""
     y = ctx.empty(w.rows * 4)
+    return run_matvec_blocks(ctx, w, x, y, y0, threads_per_row)
+
+
+def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | None = None,
+                      threads_per_row: int = 64, max_bytes: int | None = None) -> np.ndarray:
+    """run_matvec with W bound as row blocks of at most `max_bytes` (one dispatch each), as the model
+    binds a matrix larger than a storage binding."""
+    blocks = split_rows(w, max_bytes) if max_bytes else [(0, w)]
     if y0 is None:
         ctx.fill(y)
     else:
         ctx.queue.write_buffer(y, 0, y0.astype(np.float32).tobytes())
-    buffers = [ctx.buffer(w.codes), ctx.buffer(w.scales), ctx.buffer(x.astype(np.float32)), y,
-               ctx.uniform(params(w.rows, w.cols))]
+    x_buffer = ctx.buffer(x.astype(np.float32))
     constants = {"ACCUMULATE": True} if y0 is not None else {}
     rows_per_workgroup = 256 // threads_per_row
     constants.update(ROWS_PER_WORKGROUP=rows_per_workgroup, THREADS_PER_ROW=threads_per_row)
-    workgroups = matvec_workgroups(w.rows, rows_per_workgroup)
-    ctx.run([ctx.dispatch("matvec", buffers, workgroups, weights=w.layout, **constants)])
+    dispatches = []
+    for row_offset, block in blocks:
+        buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_buffer, y,
+                   ctx.uniform(params(block.rows, block.cols, row_offset))]
+        workgroups = matvec_workgroups(block.rows, rows_per_workgroup)
+        dispatches.append(ctx.dispatch("matvec", buffers, workgroups, weights=w.layout, **constants))
+    ctx.run(dispatches)
     return ctx.read(y, np.float32, w.rows)
 
 
-def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, capacity: int | None = None):
+def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, capacity: int | None = None,
+               max_bytes: int | None = None):
     """Y = X Wᵀ for the x.shape[0] tokens of the step, into a [capacity, rows] buffer poisoned with
     NaN (or holding y0 with ACCUMULATE); returns the whole buffer so tests can see the rows past
-    n_tokens."""
+    n_tokens. With `max_bytes`, W is bound as row blocks (one dispatch each)."""
     n_tokens = x.shape[0]
     capacity = capacity or n_tokens
     y = ctx.empty(capacity * w.rows * 4)
@@ -77,11 +103,16 @@ def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None
     x_buffer = ctx.empty(capacity * w.cols * 4)
     ctx.fill(x_buffer)  # tokens past n_tokens hold NaN: the kernel must not let them leak in
     ctx.queue.write_buffer(x_buffer, 0, x.astype(np.float32).tobytes())
-    buffers = [ctx.buffer(w.codes), ctx.buffer(w.scales), x_buffer, y,
-               ctx.uniform(params(w.rows, w.cols)), ctx.uniform(step(n_tokens))]
-    workgroups = (-(-w.rows // 64), -(-n_tokens // 32), 1)
     constants = {"ACCUMULATE": True} if y0 is not None else {}
-    ctx.run([ctx.dispatch("matmul", buffers, workgroups, weights=w.layout, **constants)])
+    step_buffer = ctx.uniform(step(n_tokens))
+    dispatches = []
+    for row_offset, block in split_rows(w, max_bytes) if max_bytes else [(0, w)]:
+        out_rows = w.rows if max_bytes else 0  # 0: the block's own rows (what a whole matrix passes)
+        buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_buffer, y,
+                   ctx.uniform(params(block.rows, block.cols, row_offset, out_rows)), step_buffer]
+        workgroups = (-(-block.rows // 64), -(-n_tokens // 32), 1)
+        dispatches.append(ctx.dispatch("matmul", buffers, workgroups, weights=w.layout, **constants))
+    ctx.run(dispatches)
     return ctx.read(y, np.float32, capacity * w.rows).reshape(capacity, w.rows)
 
 
@@ -98,7 +129,7 @@ def test_matvec_matches_numpy(ctx, rng, qtype):
     assert relative_error(out, ref) < BOUND
 
 
-@pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.Q4_K, QT.Q6_K], ids=lambda t: t.name)
 def test_matvec_cpu_variant_with_four_threads_per_row_matches_numpy(ctx, rng, qtype):
     """The variant the model picks on CPU adapters (64 rows per workgroup, 4 threads each)."""
     rows, cols = 203, odd_width(qtype)
@@ -126,6 +157,38 @@ def test_matvec_tied_lm_head_real_shape(ctx, rng):
     w = random_weight(rng, QT.Q8_0, rows, cols)
     x = rng.standard_normal(cols).astype(np.float32)
     out = run_matvec(ctx, w, x)
+    ref = dequantize(w).astype(np.float64) @ x.astype(np.float64)
+    assert relative_error(out, ref) < BOUND
+
+
+@pytest.mark.parametrize("qtype", [QT.Q8_0, QT.Q4_K], ids=lambda t: t.name)
+def test_matvec_row_blocks_write_at_their_offsets(ctx, rng, qtype):
+    """A matrix bound as row blocks (here 4 blocks of 60 rows and one of 23, as a 262k-row LM head
+    is split at 128 MiB): each block's dispatch writes y[row_offset + r]; together they give W x."""
+    rows, cols = 263, 512
+    w = random_weight(rng, qtype, rows, cols)
+    row_bytes = w.codes.nbytes // rows
+    x = rng.standard_normal(cols).astype(np.float32)
+    y0 = rng.standard_normal(rows).astype(np.float32)
+    y = ctx.empty(rows * 4)
+    out = run_matvec_blocks(ctx, w, x, y, y0, threads_per_row=4, max_bytes=60 * row_bytes)
+    assert len(split_rows(w, 60 * row_bytes)) == 5
+    ref = y0.astype(np.float64) + dequantize(w).astype(np.float64) @ x.astype(np.float64)
+    assert relative_error(out, ref) < BOUND
+
+
+def test_matvec_gemma3_tied_lm_head_real_shape(ctx, rng):
+    """Gemma 3 270M's output projection: the Q8_0 embedding [vocab 262144, dim 640] (168 MB of int8
+    codes, over lavapipe's 128 MiB binding) as two row blocks of at most 128 MiB."""
+    rows, cols = 262144, 640
+    blocks = np.empty((rows, cols // 32, 34), np.uint8)
+    blocks[..., :2] = rng.uniform(1e-3, 2e-2, (rows, cols // 32, 1)).astype(np.float16).view(np.uint8)
+    blocks[..., 2:] = rng.integers(-127, 128, (rows, cols // 32, 32), dtype=np.int8).view(np.uint8)
+    w = repack(blocks.reshape(rows, -1), QT.Q8_0, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    max_bytes = 128 * 2**20
+    assert len(split_rows(w, max_bytes)) == 2
+    out = run_matvec_blocks(ctx, w, x, ctx.empty(rows * 4), threads_per_row=4, max_bytes=max_bytes)
     ref = dequantize(w).astype(np.float64) @ x.astype(np.float64)
     assert relative_error(out, ref) < BOUND
 
@@ -167,6 +230,28 @@ def test_matmul_accumulate_adds_to_y(ctx, rng, qtype):
     y = run_matmul(ctx, w, x, y0)
     ref = y0.astype(np.float64) + x.astype(np.float64) @ dequantize(w).astype(np.float64).T
     assert relative_error(y, ref) < BOUND
+
+
+def test_matmul_row_blocks_fill_their_columns_of_y(ctx, rng):
+    """W bound as row blocks of 70 rows: block b writes columns row_offset.. of the [tokens, rows] output."""
+    rows, cols, n_tokens = 200, 768, 37
+    w = random_weight(rng, QT.Q6_K, rows, cols)
+    x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
+    y = run_matmul(ctx, w, x, max_bytes=70 * (w.codes.nbytes // rows))
+    ref = x.astype(np.float64) @ dequantize(w).astype(np.float64).T
+    assert relative_error(y, ref) < BOUND
+
+
+def test_matmul_gemma3_ffn_down_real_shape(ctx, rng):
+    """Gemma 3 270M's down projection as its Q4_K_M file stores it in some layers: Q6_K [dim 640,
+    ffn 2048], and in the others Q4_K; 37 tokens."""
+    rows, cols, n_tokens = 640, 2048, 37
+    for qtype in (QT.Q6_K, QT.Q4_K):
+        w = random_weight(rng, qtype, rows, cols)
+        x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
+        y = run_matmul(ctx, w, x)
+        ref = x.astype(np.float64) @ dequantize(w).astype(np.float64).T
+        assert relative_error(y, ref) < BOUND, qtype.name
 
 
 def test_matmul_smollm2_ffn_up_real_shape(ctx, rng):

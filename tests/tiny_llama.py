@@ -65,6 +65,71 @@ MERGES = (
 )
 
 
+# --- K-quants: the gguf package dequantizes them but has no quantizer, so tiny files quantize here ---
+
+K_QUANTS = (Q.Q4_K, Q.Q6_K)
+SUPER_BLOCK = 256
+
+
+def _f16(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.float16)
+
+
+def quantize_q4_k(values: np.ndarray) -> np.ndarray:
+    """[rows, cols] float → Q4_K bytes [rows, cols / 256 * 144]: per 32 weights a 6-bit scale and
+    6-bit min under the super-block's f16 d and dmin; w ≈ d·sc·q − dmin·m with q in 0..15.
+    A plain round-to-nearest fit (llama.cpp searches for better scales; any valid block will do)."""
+    rows, cols = values.shape
+    x = values.astype(np.float32).reshape(rows, cols // SUPER_BLOCK, 8, 32)
+    low = np.minimum(x.min(axis=-1), 0.0)
+    scale = (x.max(axis=-1) - low) / 15.0
+    minimum = -low
+    d = _f16(scale.max(axis=-1, keepdims=True) / 63.0)
+    dmin = _f16(minimum.max(axis=-1, keepdims=True) / 63.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.nan_to_num(np.rint(scale / d.astype(np.float32))).clip(0, 63).astype(np.uint8)
+        m = np.nan_to_num(np.rint(minimum / dmin.astype(np.float32))).clip(0, 63).astype(np.uint8)
+        step = (d.astype(np.float32) * sc)[..., None]
+        q = np.nan_to_num(np.rint((x + (dmin.astype(np.float32) * m)[..., None]) / step)).clip(0, 15).astype(np.uint8)
+    packed = np.empty((rows, cols // SUPER_BLOCK, 12), np.uint8)
+    packed[..., 0:4] = (sc[..., 0:4] & 63) | ((sc[..., 4:8] >> 4) << 6)
+    packed[..., 4:8] = (m[..., 0:4] & 63) | ((m[..., 4:8] >> 4) << 6)
+    packed[..., 8:12] = (sc[..., 4:8] & 0x0F) | ((m[..., 4:8] & 0x0F) << 4)
+    q = q.reshape(rows, cols // SUPER_BLOCK, 4, 2, 32)  # chunk j of 64: low half, high half
+    qs = (q[..., 0, :] | (q[..., 1, :] << 4)).reshape(rows, cols // SUPER_BLOCK, 128)
+    blocks = np.concatenate([d.view(np.uint8).reshape(rows, -1, 2), dmin.view(np.uint8).reshape(rows, -1, 2), packed, qs], axis=-1)
+    return blocks.reshape(rows, -1)
+
+
+def quantize_q6_k(values: np.ndarray) -> np.ndarray:
+    """[rows, cols] float → Q6_K bytes [rows, cols / 256 * 210]: per 16 weights an int8 scale under
+    the super-block's f16 d; w ≈ d·scale·(q − 32) with q in 0..63. Round to nearest."""
+    rows, cols = values.shape
+    x = values.astype(np.float32).reshape(rows, cols // SUPER_BLOCK, 16, 16)
+    group_scale = np.abs(x).max(axis=-1) / 31.0
+    d = _f16(group_scale.max(axis=-1, keepdims=True) / 127.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.nan_to_num(np.rint(group_scale / d.astype(np.float32))).clip(-128, 127).astype(np.int8)
+        step = (d.astype(np.float32) * sc)[..., None]
+        q = (np.nan_to_num(np.rint(x / step)).clip(-32, 31) + 32).astype(np.uint8)
+    q = q.reshape(rows, cols // SUPER_BLOCK, 2, 4, 32)  # half h, quarter k, l
+    low, high = q & 0x0F, q >> 4
+    ql = np.concatenate([low[..., 0, :] | (low[..., 2, :] << 4), low[..., 1, :] | (low[..., 3, :] << 4)], axis=-1)
+    qh = high[..., 0, :] | (high[..., 1, :] << 2) | (high[..., 2, :] << 4) | (high[..., 3, :] << 6)
+    blocks = np.concatenate([ql.reshape(rows, -1, 128), qh.reshape(rows, -1, 64), sc.view(np.uint8),
+                             d.view(np.uint8).reshape(rows, -1, 2)], axis=-1)
+    return blocks.reshape(rows, -1)
+
+
+def quantize_any(values: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
+    """The bytes a file stores for `values` in `qtype`: gguf's quantizer, or the K-quant ones above."""
+    if qtype == Q.Q4_K:
+        return quantize_q4_k(np.atleast_2d(values))
+    if qtype == Q.Q6_K:
+        return quantize_q6_k(np.atleast_2d(values))
+    return quantize(values, qtype)
+
+
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte-level alphabet: printable Latin-1 bytes stand for themselves, the other 68
     bytes (controls, space, a few others) map to U+0100 onwards, in byte order."""
@@ -302,7 +367,7 @@ def write_tiny_model(
     for name, value in (weights | extra).items():
         role = tensor_role(name)
         qtype = Q.F32 if role is None else types[role]
-        writer.add_tensor(name, quantize(value, qtype), raw_dtype=qtype)
+        writer.add_tensor(name, quantize_any(value, qtype), raw_dtype=qtype)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -1,0 +1,39 @@
+// out[t, j] = gelu(gate[t, j]) * up[t, j]   (GeGLU, the FFN middle of Gemma), with GELU's tanh form
+//     gelu(g) = g/2 · (1 + tanh(u)) = g · sigmoid(2u),   u = sqrt(2/pi) · (g + 0.044715 g³).
+//
+// Bindings: 0 gate_up f32[n_tokens, 2 ffn], per token [gate (ffn values), up (ffn values)],
+//           1 out f32[n_tokens, ffn], 2 params, 3 step (only n_tokens is read).
+// Mapping: dispatch (ceil(ffn / 256), n_tokens, 1); one thread per output value (as silu_mul.wgsl).
+// The sigmoid form needs no tanh (WGSL's may overflow through exp for large |u|) and is evaluated
+// from e = exp(-|2u|) <= 1, so no infinity appears: for g far below zero it gives g · 0 = -0.
+// llama.cpp's CPU GELU reads a table indexed by the f16-rounded input (relative error ~1e-3);
+// this one is float32 throughout.
+// Tested by tests/test_kernels_norm_rope.py against numpy float64.
+
+struct Params { ffn: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
+
+@group(0) @binding(0) var<storage, read> gate_up: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+@group(0) @binding(3) var<uniform> step: Step;
+
+const WORKGROUP: u32 = 256u;
+const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+
+fn sigmoid(z: f32) -> f32 {
+    let e = exp(-abs(z));
+    let s = 1.0 / (1.0 + e);
+    return select(e * s, s, z >= 0.0);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let t = gid.y;
+    if (j >= params.ffn || t >= step.n_tokens) { return; }
+    let g = gate_up[t * 2u * params.ffn + j];
+    let u = gate_up[t * 2u * params.ffn + params.ffn + j];
+    let inner = SQRT_2_OVER_PI * (g + 0.044715 * g * g * g);
+    out[t * params.ffn + j] = g * sigmoid(2.0 * inner) * u;
+}
