@@ -15,7 +15,15 @@ weights; it must not import notebook_llm.
   in one `qkv_proj`, gate and up in one `gate_up_proj` (split in that order); LongRoPE: per-pair
   frequency divisors (`long_factor` beyond the original context, else `short_factor`) and cos/sin
   multiplied by sqrt(1 + ln(context / original) / ln(original)).
-- qwen2, qwen3 and phi3 rotate the halves (x[i], x[i + rope_dim/2]) of each head (transformers'
+- gemma3: Gemma Team 2025, "Gemma 3 technical report", and transformers' `modeling_gemma3`:
+  embeddings multiplied by sqrt(dim); RMSNorm multiplying by (1 + w) — the GGUF converter stores
+  1 + w, so the file's norm weights are the multipliers; RMSNorm of each q and k head before RoPE;
+  attention scores scaled by query_pre_attn_scalar^-1/2 (head_dim, but dim / n_head for the 27B);
+  the attention and FFN outputs each RMS-normed (post_attention_norm, post_feedforward_layernorm)
+  before they join the residual; a GELU (tanh approximation) gate; layer i global when
+  (i + 1) % 6 == 0 (`sliding_window_pattern`), the others local: a sliding window and RoPE base
+  10000 (`rope_local_base_freq`) instead of rope_theta; tied embeddings, no soft-capping.
+- qwen2, qwen3, phi3 and gemma3 rotate the halves (x[i], x[i + rope_dim/2]) of each head (transformers'
   `rotate_half`); GGUF llama files rotate adjacent pairs (2i, 2i+1), because llama.cpp's
   converter permutes the q/k rows of llama checkpoints (and only those).
 
@@ -37,8 +45,12 @@ import numpy as np
 from gguf import MODEL_TENSOR, TENSOR_NAMES, GGUFReader, Keys
 from gguf.quants import dequantize
 
-ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3")
-HALF_SPLIT_ROPE = ("qwen2", "qwen3", "phi3")
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3", "gemma3")
+HALF_SPLIT_ROPE = ("qwen2", "qwen3", "phi3", "gemma3")
+# Gemma 3's published config values that its GGUF does not carry.
+GEMMA3_SLIDING_WINDOW_PATTERN = 6
+GEMMA3_ROPE_LOCAL_BASE = 10000.0
+GEMMA3_27B_LAYERS = 62
 
 
 def name_of(kind: MODEL_TENSOR, layer: int | None = None, suffix: str = "weight") -> str:
@@ -62,6 +74,12 @@ class LlamaHyperparameters:
     rope_attn_factor: float = 1.0  # LongRoPE: cos and sin are multiplied by it
     rope_original_context: int | None = None  # LongRoPE: beyond this context the long factors apply
     sliding_window: int = 0  # 0 = full causal attention
+    # Gemma 3 (see the module docstring); the defaults are the other architectures' behaviour.
+    sliding_window_pattern: int = 0  # > 0: layer i is global when (i + 1) % pattern == 0; 0: all local
+    rope_local_base: float | None = None  # RoPE base of the local layers (None: rope_base)
+    query_pre_attn_scalar: float | None = None  # scores scaled by its -1/2 power (None: head_dim)
+    embedding_multiplier: float = 1.0
+    activation: str = "silu"  # the MLP gate's activation: "silu" or "gelu_tanh"
 
     @property
     def group(self) -> int:
@@ -71,6 +89,10 @@ class LlamaHyperparameters:
     @property
     def half_split_rope(self) -> bool:
         return self.arch in HALF_SPLIT_ROPE
+
+    def is_local(self, layer: int) -> bool:
+        """Whether the sliding window and the local RoPE base apply to `layer`."""
+        return self.sliding_window_pattern == 0 or (layer + 1) % self.sliding_window_pattern != 0
 
 
 @dataclass(frozen=True)
@@ -119,8 +141,18 @@ def read_hyperparameters(reader: GGUFReader) -> LlamaHyperparameters:
     head_dim = int(key(Keys.Attention.KEY_LENGTH, dim // n_head))
     token_embd = next(t for t in reader.tensors if t.name == name_of(MODEL_TENSOR.TOKEN_EMBD))
     original = key(Keys.Rope.SCALING_ORIG_CTX_LEN, -1)
+    n_layer = int(key(Keys.LLM.BLOCK_COUNT))
+    gemma3 = {}
+    if arch == "gemma3":
+        gemma3 = dict(
+            sliding_window_pattern=GEMMA3_SLIDING_WINDOW_PATTERN,
+            rope_local_base=GEMMA3_ROPE_LOCAL_BASE,
+            query_pre_attn_scalar=dim / n_head if n_layer == GEMMA3_27B_LAYERS else head_dim,
+            embedding_multiplier=np.sqrt(dim),
+            activation="gelu_tanh",
+        )
     return LlamaHyperparameters(
-        n_layer=int(key(Keys.LLM.BLOCK_COUNT)),
+        n_layer=n_layer,
         dim=dim,
         ffn=int(key(Keys.LLM.FEED_FORWARD_LENGTH)),
         n_head=n_head,
@@ -135,6 +167,7 @@ def read_hyperparameters(reader: GGUFReader) -> LlamaHyperparameters:
         rope_attn_factor=float(key(Keys.Rope.SCALING_ATTN_FACTOR, 1.0)),
         rope_original_context=None if original == -1 else int(original),
         sliding_window=int(key(Keys.Attention.SLIDING_WINDOW, 0)),
+        **gemma3,
     )
 
 
@@ -257,6 +290,14 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU's tanh approximation (Hendrycks & Gimpel 2016), PyTorch's gelu(approximate="tanh")."""
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+
+
+ACTIVATIONS = {"silu": silu, "gelu_tanh": gelu_tanh}
+
+
 def qkv_projections(w: LlamaWeights, i: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """q [T, n_head, head_dim], k and v [T, n_kv_head, head_dim]: separate projections (plus
     biases where the file has them, as Qwen 2), or Phi-3's fused qkv_proj split as [q; k; v]."""
@@ -277,20 +318,26 @@ def attention(
     w: LlamaWeights, i: int, h: np.ndarray, positions: np.ndarray,
     freq_factors: np.ndarray | None = None, sliding_window: int = 0,
 ) -> np.ndarray:
-    """Causal grouped-query self-attention of layer i. h: [T, dim] (already normed) -> [T, dim]."""
+    """Causal grouped-query self-attention of layer i. h: [T, dim] (already normed) -> [T, dim].
+    sliding_window applies to the layer only if it is local (every layer but Gemma 3's global ones)."""
     hp = w.hparams
     T = h.shape[0]
     q, k, v = qkv_projections(w, i, h)
-    if w.has(i, "attn_q_norm"):  # Qwen 3: each head normed over its head_dim values, before RoPE
+    if w.has(i, "attn_q_norm"):  # Qwen 3, Gemma 3: each head normed over its head_dim values, before RoPE
         q = rms_norm(q, w.layer(i, "attn_q_norm"), hp.rms_eps)
         k = rms_norm(k, w.layer(i, "attn_k_norm"), hp.rms_eps)
+    local = hp.is_local(i)
+    base = hp.rope_local_base if local and hp.rope_local_base is not None else hp.rope_base
     rope = rope_half_split if hp.half_split_rope else rope_adjacent_pairs
-    q = rope(q, positions, hp.rope_dim, hp.rope_base, freq_factors, hp.rope_attn_factor)
-    k = rope(k, positions, hp.rope_dim, hp.rope_base, freq_factors, hp.rope_attn_factor)
+    q = rope(q, positions, hp.rope_dim, base, freq_factors, hp.rope_attn_factor)
+    k = rope(k, positions, hp.rope_dim, base, freq_factors, hp.rope_attn_factor)
     # Query head h uses kv head h // group: repeat each kv head `group` times, in order.
     k = np.repeat(k, hp.group, axis=1)
     v = np.repeat(v, hp.group, axis=1)
-    scores = np.einsum("thd,shd->hts", q, k) / np.sqrt(hp.head_dim)  # [heads, T, T]
+    scalar = hp.query_pre_attn_scalar or hp.head_dim
+    scores = np.einsum("thd,shd->hts", q, k) / np.sqrt(scalar)  # [heads, T, T]
+    if not local:
+        sliding_window = 0
     query, key = np.arange(T)[:, None], np.arange(T)[None, :]
     hidden = key > query  # the future
     if sliding_window:
@@ -301,13 +348,19 @@ def attention(
 
 
 def feed_forward(w: LlamaWeights, i: int, h: np.ndarray) -> np.ndarray:
-    """SwiGLU: down(silu(gate(h)) · up(h)). h: [T, dim] (already normed). Phi-3 stores gate and up
-    as one gate_up_proj (GGUF ffn_up with 2·ffn rows) whose output splits into gate, then up."""
+    """SwiGLU: down(silu(gate(h)) · up(h)), or GeGLU with gelu (Gemma). h: [T, dim] (already normed).
+    Phi-3 stores gate and up as one gate_up_proj (GGUF ffn_up with 2·ffn rows) whose output splits
+    into gate, then up."""
     if w.has(i, "ffn_gate"):
         gate, up = h @ w.layer(i, "ffn_gate").T, h @ w.layer(i, "ffn_up").T
     else:
         gate, up = np.split(h @ w.layer(i, "ffn_up").T, 2, axis=-1)
-    return (silu(gate) * up) @ w.layer(i, "ffn_down").T
+    return (ACTIVATIONS[w.hparams.activation](gate) * up) @ w.layer(i, "ffn_down").T
+
+
+def post_norm(w: LlamaWeights, i: int, name: str, out: np.ndarray) -> np.ndarray:
+    """Gemma's norm of a block's output before the residual add; the output itself elsewhere."""
+    return rms_norm(out, w.layer(i, name), w.hparams.rms_eps) if w.has(i, name) else out
 
 
 def numpy_llama_logits(
@@ -334,10 +387,11 @@ def forward(w: LlamaWeights, token_ids, context_window: int | None = None, slidi
     freq_factors = rope_frequency_factors(w, context_window or hp.context_length)
     window = hp.sliding_window if sliding_window is None else max(sliding_window, 0)
     positions = np.arange(ids.size)
-    x = w.tensors["token_embd.weight"][ids]  # [T, dim]
+    x = w.tensors["token_embd.weight"][ids] * hp.embedding_multiplier  # [T, dim]
     for i in range(hp.n_layer):
         h = rms_norm(x, w.layer(i, "attn_norm"), hp.rms_eps)
-        x = x + attention(w, i, h, positions, freq_factors, window)
-        x = x + feed_forward(w, i, rms_norm(x, w.layer(i, "ffn_norm"), hp.rms_eps))
+        x = x + post_norm(w, i, "post_attention_norm", attention(w, i, h, positions, freq_factors, window))
+        h = rms_norm(x, w.layer(i, "ffn_norm"), hp.rms_eps)
+        x = x + post_norm(w, i, "post_ffw_norm", feed_forward(w, i, h))
     x = rms_norm(x, w.tensors["output_norm.weight"], hp.rms_eps)
     return x @ w.lm_head.T

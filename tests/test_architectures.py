@@ -3,8 +3,10 @@
 Variants: Llama 3.x frequency scaling (rope_freqs), Qwen 2 (q/k/v biases, tied embeddings, halves
 RoPE), Qwen 3 (per-head q/k RMSNorm, head_dim != dim / n_head), Mistral (sliding window smaller
 than the prompt), Phi-3 (fused attn_qkv and gate·up, LongRoPE long and short factors, partial
-rotary). Each file stores its matrices in all five types the loader repacks (Q4_0, Q4_1, Q8_0,
-F16, F32; see tiny_llama.DEFAULT_TYPES).
+rotary), Gemma 3 (embedding scale, GeGLU, q/k norms, post-attention and post-FFN norms, five local
+sliding-window layers with their own RoPE base and a global sixth, tied embeddings). The llama-family
+files store their matrices in the five types Q4_0, Q4_1, Q8_0, F16, F32 (tiny_llama.DEFAULT_TYPES);
+the Gemma 3 file as the real Q4_K_M file does, in Q4_K, Q6_K, Q5_0 and Q8_0 (tiny_llama.GEMMA3_TYPES).
 
 tests/llama_numpy.py is written from each architecture's reference code in float64; the engine
 computes in float32 from exactly dequantized weights, so logits agree to float32 rounding
@@ -31,6 +33,12 @@ from .engine_trace import greedy_trace
 from .llama_numpy import LlamaWeights, forward, load_weights, numpy_llama_logits
 from .test_loader_gguf import write_gguf
 from .tiny_llama import Llama3Rope, write_tiny_model
+
+# A tiny Gemma 3: six layers so that the sixth is global; head_dim 64 (q_dim 256 != dim) and ffn 256
+# so attn_output (Q4_K) and ffn_down (Q6_K) have whole 256-wide super-blocks; one kv head as the
+# 270M model; a window of 8 shorter than the prompts; global RoPE base 1e6 as the real file.
+GEMMA3_OPTIONS = dict(arch="gemma3", n_layer=6, dim=128, n_head=4, n_kv_head=1, head_dim=64, ffn=256,
+                      tied=True, sliding_window=8, rope_base=1e6, rms_eps=1e-6)
 
 LOGIT_BOUND = 1e-4
 # A feature left out must move the reference logits by at least this much (relative), 100x the bound.
@@ -71,6 +79,13 @@ VARIANTS = {
     "mistral_sliding_window": Variant(
         dict(arch="llama", sliding_window=12),
         dict(architecture="llama", sliding_window=12),
+        lambda w, ids: forward(w, ids, CONTEXT_WINDOW, sliding_window=-1),
+    ),
+    "gemma3_local_global_sandwich": Variant(
+        GEMMA3_OPTIONS,
+        dict(architecture="gemma3", rope_neox=True, qk_norm=True, post_norms=True, ffn_activation="gelu_tanh",
+             tied_embeddings=True, sliding_window=8, sliding_window_layers=(True,) * 5 + (False,),
+             rope_freq_base=1e6, rope_freq_base_local=10000.0, attention_scale=1 / 8, head_dim=64),
         lambda w, ids: forward(w, ids, CONTEXT_WINDOW, sliding_window=-1),
     ),
     "phi3_fused_longrope": Variant(
@@ -118,6 +133,57 @@ def test_decode_steps_match_numpy(variant, rng):
     for i in range(len(ids)):
         assert relative_error(logits[i], reference[i]) < LOGIT_BOUND, f"{name}: generated position {i}"
         assert ids[i] == int(np.argmax(logits[i]))
+
+
+def test_each_gemma3_feature_moves_the_reference(tmp_path, rng):
+    """The Gemma 3 variant above matches the reference to 1e-4; each feature the reference has must
+    move its logits by more than 1e-2, so an engine without it could not have matched."""
+    path = write_tiny_model(tmp_path / "gemma3.gguf", seed=int(rng.integers(2**31)), **GEMMA3_OPTIONS)
+    w = load_weights(path)
+    ids = rng.integers(0, w.hparams.vocab, size=40).tolist()
+    reference = forward(w, ids, CONTEXT_WINDOW)
+    hp = w.hparams
+    without = {
+        "local RoPE base": LlamaWeights(dataclasses.replace(hp, rope_local_base=None), w.tensors),
+        "global sixth layer": LlamaWeights(dataclasses.replace(hp, sliding_window_pattern=0), w.tensors),
+        "embedding scale": LlamaWeights(dataclasses.replace(hp, embedding_multiplier=1.0), w.tensors),
+        "GELU gate": LlamaWeights(dataclasses.replace(hp, activation="silu"), w.tensors),
+        "post norms": _without(w, "post_attention_norm", "post_ffw_norm"),
+        "q/k norms": _without(w, "attn_q_norm", "attn_k_norm"),
+    }
+    for feature, weights in without.items():
+        assert relative_error(forward(weights, ids, CONTEXT_WINDOW), reference) > FEATURE_EFFECT, feature
+
+
+def test_matrices_bound_as_row_blocks_match_numpy(ctx, tmp_path, rng):
+    """With a 8 KiB binding limit every matrix is uploaded as row blocks (the embedding and tied LM
+    head in 5, gate·up in 8): prefill (matmul per block), decode (matvec per block) and the
+    embedding lookup (embed per block) still give the reference logits."""
+    path = write_tiny_model(tmp_path / "gemma3.gguf", seed=int(rng.integers(2**31)), **GEMMA3_OPTIONS)
+    model = LlamaModel(ctx, GGUFModelFile(path), CONTEXT_WINDOW, CHUNK, max_binding_bytes=8192)
+    assert len(model.embedding.blocks) == 5 and len(model.layers[0]["gate_up"].blocks) == 8
+    ids = rng.integers(0, model.config.vocab_size, size=40).tolist()
+    assert relative_error(model.forward_logits(ids), numpy_llama_logits(path, ids, CONTEXT_WINDOW)) < LOGIT_BOUND
+    prompt = ids[:19]
+    generated, logits = greedy_trace(model, prompt, n_new=6)
+    reference = numpy_llama_logits(path, prompt + generated[:-1], CONTEXT_WINDOW)[len(prompt) - 1 :]
+    assert relative_error(logits, reference) < LOGIT_BOUND
+
+
+def test_gemma3_27b_scales_queries_by_dim_over_heads(tmp_path):
+    """llama.cpp's rule (Gemma 3 27B's query_pre_attn_scalar is 5376 / 32 = 168, not its head_dim
+    128): a 62-layer gemma3 file gets 1/sqrt(dim / n_head); others 1/sqrt(key_length)."""
+    for layers, expected in ((62, 1 / np.sqrt(168)), (26, 1 / np.sqrt(128))):
+        path = tmp_path / f"gemma3_{layers}.gguf"
+        kv = {"block_count": layers, "context_length": 64, "embedding_length": 5376, "feed_forward_length": 96,
+              "attention.head_count": 32, "attention.head_count_kv": 16, "attention.key_length": 128,
+              "attention.value_length": 128, "attention.layer_norm_rms_epsilon": 1e-6, "attention.sliding_window": 1024}
+        norm = (np.ones(64, np.float32), Q.F32)
+        write_gguf(path, arch="gemma3", kv={f"gemma3.{k}": v for k, v in kv.items()} | {"tokenizer.ggml.tokens": ["a", "b"]},
+                   tensors={"blk.0.post_attention_norm.weight": norm, "blk.0.post_ffw_norm.weight": norm})
+        config = GGUFModelFile(path).config
+        assert config.attention_scale == pytest.approx(expected, rel=1e-12)
+        assert config.sliding_window_layers[:6] == (True,) * 5 + (False,)
 
 
 # -- choices made at load -------------------------------------------------------------------------
@@ -177,6 +243,8 @@ _TINY = {"block_count": 1, "context_length": 64, "embedding_length": 64, "feed_f
     ("qwen2", {"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0}, "RoPE scaling 'yarn'"),
     ("llama", {"rope.scaling.type": "linear", "rope.scaling.factor": 2.0}, "RoPE scaling 'linear'"),
     ("qwen3", {"attention.key_length": 32, "attention.value_length": 16}, "value_length 16 differs"),
+    ("gemma3", {"final_logit_softcapping": 30.0}, "soft-capping"),
+    ("gemma3", {"attn_logit_softcapping": 50.0}, "soft-capping"),
 ])
 def test_unsupported_variants_are_model_format_errors(tmp_path, arch, extra, message):
     path = tmp_path / "variant.gguf"

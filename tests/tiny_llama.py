@@ -1,5 +1,5 @@
 """Random-weight GGUF files of the llama family (llama incl. Llama 3.x scaling and Mistral's sliding
-window, qwen2, qwen3, phi3), small enough for a test to write and run in well under a second.
+window, qwen2, qwen3, phi3, gemma3), small enough for a test to write and run in well under a second.
 
 Owns the file layout of the tiny models (tensor names, metadata keys, tokenizer) as llama.cpp's
 converter writes them for each architecture: names from the `gguf` package (MODEL_TENSORS of the
@@ -182,7 +182,9 @@ def tiny_llama_weights(
     Linear layers have std 1/sqrt(fan_in) so activations stay O(1); norms are 1 ± 0.1. The LM head
     is scaled so logits have std ~4: well spread, so top-1/top-2 gaps are rarely tiny.
     Per architecture, as its converter lays the tensors out: qwen2 adds q/k/v biases (std 0.5, large
-    enough that dropping them moves the logits a lot); qwen3 adds per-head q/k norms (1 ± 0.3);
+    enough that dropping them moves the logits a lot); qwen3 and gemma3 add per-head q/k norms
+    (1 ± 0.3); gemma3 adds post_attention_norm and post_ffw_norm (1 ± 0.3; stored, as its converter
+    stores every Gemma norm, as the 1 + w that Gemma's RMSNorm multiplies by);
     phi3 stores attn_qkv = [q; k; v] and ffn_up = [gate; up], with no attn_q/k/v or ffn_gate.
     """
     rng = np.random.default_rng(seed)
@@ -211,21 +213,33 @@ def tiny_llama_weights(
         if arch == "qwen2":
             for kind, rows in ((T.ATTN_Q, q.shape[0]), (T.ATTN_K, k.shape[0]), (T.ATTN_V, v.shape[0])):
                 weights[name(kind, i, "bias")] = (0.5 * rng.standard_normal(rows)).astype(np.float32)
-        if arch == "qwen3":
+        if arch in ("qwen3", "gemma3"):
             weights[name(T.ATTN_Q_NORM, i)] = norm(head_dim, spread=0.3)
             weights[name(T.ATTN_K_NORM, i)] = norm(head_dim, spread=0.3)
         weights[name(T.ATTN_OUT, i)] = linear(dim, n_head * head_dim)
-        weights[name(T.FFN_NORM, i)] = norm(dim)
+        if arch == "gemma3":
+            weights[name(T.ATTN_POST_NORM, i)] = norm(dim, spread=0.3)
+        weights[name(T.FFN_PRE_NORM if arch == "gemma3" else T.FFN_NORM, i)] = norm(dim)  # both 'ffn_norm'
         gate, up = linear(ffn, dim), linear(ffn, dim)
         if arch == "phi3":
             weights[name(T.FFN_UP, i)] = np.concatenate([gate, up])
         else:
             weights |= {name(T.FFN_GATE, i): gate, name(T.FFN_UP, i): up}
         weights[name(T.FFN_DOWN, i)] = linear(dim, ffn)
+        if arch == "gemma3":
+            weights[name(T.FFN_POST_NORM, i)] = norm(dim, spread=0.3)
     weights[name(T.OUTPUT_NORM)] = norm(dim)
     if not tied:
         weights[name(T.OUTPUT)] = linear(vocab, dim, scale=LOGIT_STD)
     return weights
+
+
+# Gemma 3 270M's Q4_K_M file stores its matrices this way (attn_v and ffn_down alternate with Q5_0
+# and Q4_K in some layers); a tiny gemma3 gets the same types, so all K-quant loader paths run.
+GEMMA3_TYPES: dict[str, GGMLQuantizationType] = {
+    "attn_q": Q.Q5_0, "attn_k": Q.Q5_0, "attn_v": Q.Q8_0, "attn_output": Q.Q4_K,
+    "ffn_gate": Q.Q5_0, "ffn_up": Q.Q5_0, "ffn_down": Q.Q6_K, "token_embd": Q.Q8_0,
+}
 
 
 def tensor_role(name: str) -> str | None:
@@ -297,7 +311,7 @@ def write_tiny_model(
     long_rope_original_context: int | None = None,
     sliding_window: int | None = None,
 ) -> Path:
-    """Write a random-weight GGUF of `arch` (llama, qwen2, qwen3, phi3) to `path` and return the path.
+    """Write a random-weight GGUF of `arch` (llama, qwen2, qwen3, phi3, gemma3) to `path` and return the path.
 
     types: storage type per matrix role (keys of DEFAULT_TYPES), merged over the defaults.
     Quantized matrices need their column count (dim, or ffn for ffn_down) to be a multiple of the
@@ -309,14 +323,17 @@ def write_tiny_model(
     llama3_rope: Llama 3.1 frequency scaling, written as the rope_freqs.weight tensor.
     long_rope_original_context: Phi-3 LongRoPE: random rope_factors_long (1..6) and _short (1..1.5)
     tensors, rope.scaling.original_context_length and the attention factor for `context`.
-    sliding_window: attention.sliding_window (Mistral-style; a query sees itself and window - 1 before).
+    sliding_window: attention.sliding_window (Mistral-style; a query sees itself and window - 1 before;
+    for gemma3 only in its local layers).
+    gemma3 files default to GEMMA3_TYPES (under `types`): K-quant columns (q_dim for attn_output,
+    ffn for ffn_down) must then be multiples of 256.
     """
     if (head_dim is None and dim % n_head) or n_head % n_kv_head:
         raise ValueError(f"need n_head | dim and n_kv_head | n_head, got dim={dim} n_head={n_head} n_kv_head={n_kv_head}")
     unknown = set(types or {}) - set(DEFAULT_TYPES)
     if unknown:
         raise ValueError(f"unknown tensor roles {sorted(unknown)}; allowed: {sorted(DEFAULT_TYPES)}")
-    types = {**DEFAULT_TYPES, **(types or {})}
+    types = {**DEFAULT_TYPES, **(GEMMA3_TYPES if arch == "gemma3" else {}), **(types or {})}
     rope_dim = rope_dim or head_dim or dim // n_head
     path = Path(path)
     rng = np.random.default_rng([seed, 1])  # the RoPE factors; the weights draw from `seed`

@@ -5,7 +5,7 @@ file hold one layer's QKV projection (and bias), its gate·up projection, the pe
 and the RoPE frequency factors, named as llama.cpp's converter writes them (the `gguf` package's
 TENSOR_NAMES and Keys). It hands out `PackedWeight`s and float32 arrays; it knows nothing of wgpu.
 
-All four are pre-norm RMSNorm decoders with grouped-query attention and a SwiGLU MLP:
+All five are RMSNorm decoders with grouped-query attention and a gated MLP:
 
 | arch    | RoPE pairs           | what else differs                                               |
 |---------|----------------------|-----------------------------------------------------------------|
@@ -15,11 +15,24 @@ All four are pre-norm RMSNorm decoders with grouped-query attention and a SwiGLU
 | `qwen3` | halves               | RMSNorm per head on q and k before RoPE; head_dim = key_length  |
 | `phi3`  | halves               | `attn_qkv` and `ffn_up` (= [gate; up]) stored fused; LongRoPE   |
 |         |                      | factor tensors and an attention factor                          |
+| `gemma3`| halves               | embeddings × sqrt(dim); GELU(tanh)-gated MLP; per-head q/k norm;|
+|         |                      | post-attention and post-FFN norms added to the residual         |
+|         |                      | ("sandwich"); 5 of every 6 layers local (sliding window, RoPE   |
+|         |                      | base 10000), the 6th global (rope.freq_base, no window); query  |
+|         |                      | scale 1/sqrt(query_pre_attn_scalar); tied embeddings            |
 
 The pair order follows the files, not the papers: llama.cpp's converter permutes llama's q/k rows
 so that adjacent elements pair up ("normal" rope), and leaves the other three in the Hugging Face
 half-split order ("neox" rope). Features are read from the tensors present (a llama file with q/k/v
 biases gets them too), so the table's last column is what the converters write, not a rule.
+
+Gemma 3 as llama.cpp runs it (its GGUF holds no key for most of these): Gemma's RMSNorm multiplies
+by (1 + w), and the converter stores 1 + w, so the norm weights are used as they are. Layer i is
+local when i % 6 < 5 (llama.cpp's `set_swa_pattern(6)`; a `sliding_window_pattern` key, when a file
+has one, overrides it), only if the file has attention.sliding_window. Local layers rotate with
+base 10000 (`rope.freq_base_swa` if present). The query scale is 1/sqrt(key_length), except for the
+62-layer 27B model, whose query_pre_attn_scalar is dim / n_head. Gemma 3 has no logit
+soft-capping; a file that asks for it (Gemma 2) is refused.
 """
 
 from __future__ import annotations
@@ -39,7 +52,12 @@ ROPE_NEOX = {
     MODEL_ARCH_NAMES[MODEL_ARCH.QWEN2]: True,  # Qwen 2 / 2.5
     MODEL_ARCH_NAMES[MODEL_ARCH.QWEN3]: True,
     MODEL_ARCH_NAMES[MODEL_ARCH.PHI3]: True,  # Phi-3 / 3.5 (and Phi-4-mini)
+    MODEL_ARCH_NAMES[MODEL_ARCH.GEMMA3]: True,  # Gemma 3 (text)
 }
+GEMMA3 = MODEL_ARCH_NAMES[MODEL_ARCH.GEMMA3]
+GEMMA3_LOCAL_PATTERN = 6  # layer i is local when i % 6 < 5 (llama.cpp's rule for gemma3)
+GEMMA3_LOCAL_ROPE_BASE = 10000.0
+GEMMA3_27B_LAYERS = 62
 SUPPORTED_ARCHITECTURES = tuple(ROPE_NEOX)
 _MISSING = object()
 
@@ -88,7 +106,14 @@ class ArchitectureConfig:
     rope_original_context_length: int | None = None  # LongRoPE: the short factors cover this much
     sliding_window: int = 0  # a query sees itself and the sliding_window - 1 keys before it; 0 = all
     qkv_bias: bool = False  # attn_{q,k,v}.bias (Qwen 2)
-    qk_norm: bool = False  # attn_{q,k}_norm.weight: RMSNorm of each q and k head (Qwen 3)
+    qk_norm: bool = False  # attn_{q,k}_norm.weight: RMSNorm of each q and k head (Qwen 3, Gemma 3)
+    # Which layers a sliding window applies to (the file's or ChatOptions'); () = every layer (Mistral).
+    sliding_window_layers: tuple[bool, ...] = ()
+    rope_freq_base_local: float | None = None  # RoPE base of the sliding-window layers (Gemma 3)
+    embedding_scale: float = 1.0  # token embeddings are multiplied by it (Gemma: sqrt(dim))
+    ffn_activation: str = "silu"  # gate activation: "silu" (SwiGLU) or "gelu_tanh" (Gemma's GeGLU)
+    post_norms: bool = False  # post_attention_norm / post_ffw_norm on each block's output (Gemma)
+    attention_scale: float | None = None  # q·k multiplier; None = 1/sqrt(head_dim)
 
     @property
     def q_dim(self) -> int:
@@ -101,6 +126,14 @@ class ArchitectureConfig:
     @property
     def qkv_dim(self) -> int:
         return self.q_dim + 2 * self.kv_dim
+
+    @property
+    def query_scale(self) -> float:
+        return self.attention_scale if self.attention_scale is not None else 1.0 / float(np.sqrt(self.head_dim))
+
+    def is_local_layer(self, layer: int) -> bool:
+        """Whether a sliding window (when one is set) and the local RoPE base apply to `layer`."""
+        return not self.sliding_window_layers or self.sliding_window_layers[layer]
 
 
 def read_config(f: ModelFile) -> ArchitectureConfig:
@@ -137,10 +170,13 @@ def read_config(f: ModelFile) -> ArchitectureConfig:
     if vocab_size is None:
         vocab_size = len(key(Keys.Tokenizer.LIST))
     original_context = key(Keys.Rope.SCALING_ORIG_CTX_LEN, None)
+    n_layer = int(key(Keys.LLM.BLOCK_COUNT))
+    sliding_window = int(key(Keys.Attention.SLIDING_WINDOW, 0) or 0)
+    extra = _gemma3_fields(f, key, n_layer, dim, n_head, head_dim, sliding_window) if arch == GEMMA3 else {}
     return ArchitectureConfig(
         architecture=arch,
         name=str(f.metadata(Keys.General.NAME, f.path.stem)),
-        n_layer=int(key(Keys.LLM.BLOCK_COUNT)),
+        n_layer=n_layer,
         dim=dim,
         ffn_dim=int(key(Keys.LLM.FEED_FORWARD_LENGTH)),
         n_head=n_head,
@@ -159,9 +195,39 @@ def read_config(f: ModelFile) -> ArchitectureConfig:
         rope_neox=ROPE_NEOX[arch],
         rope_attn_factor=float(key(Keys.Rope.SCALING_ATTN_FACTOR, 1.0)),
         rope_original_context_length=None if original_context is None else int(original_context),
-        sliding_window=int(key(Keys.Attention.SLIDING_WINDOW, 0) or 0),
+        sliding_window=sliding_window,
         qkv_bias=f.has_tensor(tensor_name(MODEL_TENSOR.ATTN_Q, 0, "bias")),
         qk_norm=f.has_tensor(tensor_name(MODEL_TENSOR.ATTN_Q_NORM, 0)),
+        **extra,
+    )
+
+
+def _gemma3_fields(f: ModelFile, key, n_layer: int, dim: int, n_head: int, head_dim: int,
+                   sliding_window: int) -> dict[str, Any]:
+    """The ArchitectureConfig fields in which Gemma 3 differs (see the module docstring)."""
+    for softcap in (Keys.LLM.FINAL_LOGIT_SOFTCAPPING, Keys.LLM.ATTN_LOGIT_SOFTCAPPING):
+        value = key(softcap, None)
+        if value:
+            raise ModelFormatError(f"{f.path.name}: {softcap.format(arch=GEMMA3)} = {value}: logit soft-capping "
+                                   "(Gemma 2) is not supported; Gemma 3 has none")
+    pattern = key(Keys.Attention.SLIDING_WINDOW_PATTERN, GEMMA3_LOCAL_PATTERN)
+    if isinstance(pattern, list):  # one flag per layer, as some converters write it
+        local = tuple(bool(flag) for flag in pattern)
+        if len(local) != n_layer:
+            raise ModelFormatError(f"{f.path.name}: sliding_window_pattern has {len(local)} flags for {n_layer} layers")
+    else:
+        local = tuple(int(pattern) == 0 or i % int(pattern) < int(pattern) - 1 for i in range(n_layer))
+    for kind in (MODEL_TENSOR.ATTN_POST_NORM, MODEL_TENSOR.FFN_POST_NORM):
+        if not f.has_tensor(tensor_name(kind, 0)):
+            raise ModelFormatError(f"{f.path.name}: a gemma3 file must have {tensor_name(kind, 0)!r}")
+    query_pre_attn_scalar = dim // n_head if n_layer == GEMMA3_27B_LAYERS else head_dim
+    return dict(
+        sliding_window_layers=local,
+        rope_freq_base_local=float(key(Keys.Rope.FREQ_BASE_SWA, GEMMA3_LOCAL_ROPE_BASE)) if sliding_window else None,
+        embedding_scale=float(np.float32(np.sqrt(np.float32(dim)))),  # sqrtf(dim), as llama.cpp scales
+        ffn_activation="gelu_tanh",
+        post_norms=True,
+        attention_scale=1.0 / float(np.sqrt(query_pre_attn_scalar)),
     )
 
 
@@ -222,6 +288,16 @@ def layer_qk_norms(f: ModelFile, cfg: ArchitectureConfig, layer: int) -> tuple[n
     if any(n.size != cfg.head_dim for n in norms):
         raise ModelFormatError(f"{f.path.name}: layer {layer}'s q/k norms have {[n.size for n in norms]} values, "
                                f"not head_dim = {cfg.head_dim}")
+    return norms
+
+
+def layer_post_norms(f: ModelFile, cfg: ArchitectureConfig, layer: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(post_attention_norm, post_ffw_norm), each [dim] float32 (Gemma), or None."""
+    if not cfg.post_norms:
+        return None
+    norms = tuple(f.vector(tensor_name(kind, layer)) for kind in (MODEL_TENSOR.ATTN_POST_NORM, MODEL_TENSOR.FFN_POST_NORM))
+    if any(n.size != cfg.dim for n in norms):
+        raise ModelFormatError(f"{f.path.name}: layer {layer}'s post norms have {[n.size for n in norms]} values, not dim = {cfg.dim}")
     return norms
 
 

@@ -1,10 +1,14 @@
 """The llama-family graph: weights on the GPU and the dispatch lists of one step.
 
 Runs every architecture of notebook_llm/loader/architectures.py (llama incl. Llama 3.x and
-Mistral, qwen2, qwen3, phi3): they differ only in the QKV epilogue (bias, per-head norm, RoPE pair
-order — override constants of kernels/rope_kv_write.wgsl), in the RoPE table (frequency and
-attention factors, models/rope.py), in the attention's sliding window, and in how the file stores
-the fused matrices (the loader's business).
+Mistral, qwen2, qwen3, phi3, gemma3): they differ only in the QKV epilogue (bias, per-head norm,
+RoPE pair order — override constants of kernels/rope_kv_write.wgsl), in the RoPE table (frequency
+and attention factors, models/rope.py; Gemma 3's local layers have their own base), in the
+attention's sliding window and query scale (per layer for Gemma 3), in how the file stores the
+fused matrices (the loader's business), and for Gemma 3 in three more switches: the embedding
+scale (embed.wgsl SCALE), the GELU gate (gelu_mul.wgsl instead of silu_mul.wgsl), and the
+post-attention / post-FFN norms (the block's projection goes to `block_out`, and an rmsnorm with
+ACCUMULATE adds its normed value to the residual).
 
 Owns: uploading a GGUF model's weights in the GPU layouts, the activation and KV-cache
 buffers, and two recorded graphs — decode (one token, matrix-vector kernels) and prefill
@@ -14,7 +18,9 @@ only writes the 16-byte `Step` uniform and replays a dispatch list. Sampling, st
 the generation loop live in `notebook_llm/engine/`; nothing here knows about chat messages.
 
 Activations are float32 row-major [n_tokens, features]; the KV cache is float32
-[context, n_kv_head, head_dim] per layer.
+[context, n_kv_head, head_dim] per layer. A matrix larger than one storage binding (Gemma 3's
+262k-row embedding in int8 codes is 168 MB; lavapipe binds 128 MiB) is uploaded as row blocks,
+each bound by its own dispatch (kernels take the block's row offset).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from ..gpu.compute import Dispatch, GpuContext
 from ..loader import architectures as arch
 from ..loader.architectures import ArchitectureConfig
 from ..loader.gguf_file import GGUFModelFile
-from ..loader.repack import PackedWeight
+from ..loader.repack import PackedWeight, split_rows
 from .rope import rope_table
 
 MAX_WORKGROUPS = 65535
@@ -38,18 +44,32 @@ MATMUL_TILE_ROWS = 64  # kernels/matmul.wgsl: one workgroup computes 64 rows × 
 MATMUL_TILE_TOKENS = 32
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
-ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl
+ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl, gelu_mul.wgsl
+FFN_KERNELS = {"silu": "silu_mul", "gelu_tanh": "gelu_mul"}
+
+
+@dataclass(frozen=True)
+class MatrixBlock:
+    """Rows row_offset .. row_offset + rows of a matrix, in buffers of one storage binding each."""
+
+    row_offset: int
+    rows: int
+    codes: wgpu.GPUBuffer
+    scales: wgpu.GPUBuffer
 
 
 @dataclass(frozen=True)
 class GpuMatrix:
-    """A packed weight matrix uploaded to the GPU."""
+    """A packed weight matrix uploaded to the GPU: one block, or several when it exceeds a binding."""
 
     layout: str
     rows: int
     cols: int
-    codes: wgpu.GPUBuffer
-    scales: wgpu.GPUBuffer
+    blocks: tuple[MatrixBlock, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.codes.size + b.scales.size for b in self.blocks)
 
 
 def _step_bytes(n_tokens: int, position: int, seed: int = 0, temperature: float = 0.0) -> bytes:
@@ -68,7 +88,10 @@ class LlamaModel:
 
     sliding_window_size: None keeps the file's own window ({arch}.attention.sliding_window, none
     if absent); -1 turns it off; n >= 1 lets each query see itself and the n - 1 keys before it
-    (the KV cache stays context_window_size long; older rows are just not read).
+    (the KV cache stays context_window_size long; older rows are just not read). It applies to the
+    layers the architecture makes local (Gemma 3: five of six), else to every layer.
+    max_binding_bytes: the largest buffer one binding may hold (default: the device's
+    max-storage-buffer-binding-size); larger matrices are uploaded as row blocks. Tests lower it.
     """
 
     def __init__(
@@ -79,6 +102,7 @@ class LlamaModel:
         prefill_chunk_size: int = 128,
         progress: Callable[[int, int], None] | None = None,
         sliding_window_size: int | None = None,
+        max_binding_bytes: int | None = None,
     ):
         self.ctx = ctx
         self.config: ArchitectureConfig = model_file.config
@@ -93,6 +117,7 @@ class LlamaModel:
         self.sliding_window = cfg.sliding_window if sliding_window_size is None else max(sliding_window_size, 0)
         self.rope_freq_factors = arch.rope_freq_factors(model_file, cfg, self.context_window_size)
         self.prefill_chunk_size = prefill_chunk_size
+        self.max_binding_bytes = max_binding_bytes or ctx.gpu.max_storage_binding
         self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 64
         self._upload_weights(model_file, progress)
         self._allocate_activations()
@@ -103,7 +128,11 @@ class LlamaModel:
     # -- load --------------------------------------------------------------------------------
     def _matrix(self, packed: PackedWeight, label: str) -> GpuMatrix:
         c = self.ctx
-        return GpuMatrix(packed.layout, packed.rows, packed.cols, c.buffer(packed.codes, label=label), c.buffer(packed.scales, label=label))
+        blocks = tuple(
+            MatrixBlock(row_offset, block.rows, c.buffer(block.codes, label=label), c.buffer(block.scales, label=label))
+            for row_offset, block in split_rows(packed, self.max_binding_bytes)
+        )
+        return GpuMatrix(packed.layout, packed.rows, packed.cols, blocks)
 
     def _upload_weights(self, f: GGUFModelFile, progress: Callable[[int, int], None] | None) -> None:
         cfg, c = self.config, self.ctx
@@ -116,6 +145,7 @@ class LlamaModel:
             p = f"blk.{i}."
             bias = arch.layer_qkv_bias(f, cfg, i)
             qk_norms = arch.layer_qk_norms(f, cfg, i)
+            post_norms = arch.layer_post_norms(f, cfg, i)
             self.layers.append(
                 {
                     "attn_norm": c.buffer(f.vector(p + "attn_norm.weight")),
@@ -124,19 +154,18 @@ class LlamaModel:
                     "q_norm": unused if qk_norms is None else c.buffer(qk_norms[0], label=p + "q_norm"),
                     "k_norm": unused if qk_norms is None else c.buffer(qk_norms[1], label=p + "k_norm"),
                     "attn_output": self._matrix(f.packed(p + "attn_output.weight"), p + "attn_output"),
+                    "post_attention_norm": None if post_norms is None else c.buffer(post_norms[0], label=p + "post_attention_norm"),
                     "ffn_norm": c.buffer(f.vector(p + "ffn_norm.weight")),
                     "gate_up": self._matrix(arch.layer_gate_up(f, cfg, i), p + "gate_up"),
                     "ffn_down": self._matrix(f.packed(p + "ffn_down.weight"), p + "ffn_down"),
+                    "post_ffw_norm": None if post_norms is None else c.buffer(post_norms[1], label=p + "post_ffw_norm"),
                 }
             )
             if progress is not None:
                 progress(i + 1, cfg.n_layer)
         self.weight_bytes = sum(
-            m.codes.size + m.scales.size
-            for layer in self.layers
-            for m in layer.values()
-            if isinstance(m, GpuMatrix)
-        ) + self.embedding.codes.size + self.embedding.scales.size
+            m.nbytes for layer in self.layers for m in layer.values() if isinstance(m, GpuMatrix)
+        ) + self.embedding.nbytes + (0 if cfg.tied_embeddings else self.lm_head.nbytes)
 
     def _allocate_activations(self) -> None:
         cfg, c, n = self.config, self.ctx, self.prefill_chunk_size
@@ -148,6 +177,8 @@ class LlamaModel:
         self.qkv = c.empty(n * self.qkv_dim * f32, label="qkv")
         self.q = c.empty(n * cfg.n_head * cfg.head_dim * f32, label="q_rotated")
         self.attn = c.empty(n * cfg.n_head * cfg.head_dim * f32, label="attention_out")
+        # Post-norm architectures: a block's projection, normed and then added to the residual.
+        self.block_out = c.empty(n * cfg.dim * f32, label="block_out") if cfg.post_norms else None
         self.gate_up = c.empty(n * 2 * cfg.ffn_dim * f32, label="gate_up")
         self.ffn_hidden = c.empty(n * cfg.ffn_dim * f32, label="ffn_hidden")
         self.last_norm = c.empty(cfg.dim * f32, label="last_norm")
@@ -156,65 +187,107 @@ class LlamaModel:
         kv_bytes = self.context_window_size * cfg.n_kv_head * cfg.head_dim * f32
         self.k_cache = [c.empty(kv_bytes, label=f"k_cache.{i}") for i in range(cfg.n_layer)]
         self.v_cache = [c.empty(kv_bytes, label=f"v_cache.{i}") for i in range(cfg.n_layer)]
-        table = rope_table(self.context_window_size, cfg.rope_dim, cfg.rope_freq_base,
-                           self.rope_freq_factors, cfg.rope_attn_factor)
-        self.rope = c.buffer(table, label="rope")
+        def table(base: float) -> wgpu.GPUBuffer:
+            return c.buffer(rope_table(self.context_window_size, cfg.rope_dim, base, self.rope_freq_factors,
+                                       cfg.rope_attn_factor), label=f"rope_base_{base:g}")
+
+        self.rope = table(cfg.rope_freq_base)
+        local_base = cfg.rope_freq_base_local
+        self.rope_local = self.rope if local_base in (None, cfg.rope_freq_base) else table(local_base)
         u32 = lambda *v: np.array(v, np.uint32)  # noqa: E731
         eps = np.float32(cfg.rms_eps).view(np.uint32)
         self.norm_params = c.uniform(u32(cfg.dim, eps, 0, 0))
         self.rope_params = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.rope_dim, eps, 0, 0, 0))
-        scale = np.float32(1.0 / np.sqrt(cfg.head_dim)).view(np.uint32)
-        self.attention_params = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, scale, self.sliding_window, 0, 0, 0))
-        self.silu_params = c.uniform(u32(cfg.ffn_dim, 0, 0, 0))
+        scale = np.float32(cfg.query_scale).view(np.uint32)
+        self.attention_params = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, scale, 0, 0, 0, 0))
+        self.attention_params_local = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, scale, self.sliding_window, 0, 0, 0))
+        self.ffn_params = c.uniform(u32(cfg.ffn_dim, 0, 0, 0))
         self._shape_params: dict[tuple[int, int], wgpu.GPUBuffer] = {}
         self.kv_cache_bytes = 2 * kv_bytes * cfg.n_layer
 
-    def _shape(self, rows: int, cols: int) -> wgpu.GPUBuffer:
-        key = (rows, cols)
+    def _shape(self, rows: int, cols: int, row_offset: int = 0, out_rows: int = 0) -> wgpu.GPUBuffer:
+        """Params of matvec, matmul and embed: a block's rows and cols, its first row, the whole matrix's rows."""
+        key = (rows, cols, row_offset, out_rows)
         if key not in self._shape_params:
-            self._shape_params[key] = self.ctx.uniform(np.array([rows, cols, 0, 0], np.uint32))
+            self._shape_params[key] = self.ctx.uniform(np.array(key, np.uint32))
         return self._shape_params[key]
 
     # -- graphs ------------------------------------------------------------------------------
-    def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False) -> Dispatch:
-        """y (+)= x · Wᵀ: matvec for one token, matmul for a chunk (workgroups set per chunk)."""
-        if decode:
-            rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row
-            return self.ctx.dispatch(
-                "matvec", [m.codes, m.scales, x, y, self._shape(m.rows, m.cols)],
-                _matvec_workgroups(m.rows, rows_per_workgroup), weights=m.layout, ACCUMULATE=accumulate,
-                ROWS_PER_WORKGROUP=rows_per_workgroup, THREADS_PER_ROW=self.matvec_threads_per_row,
-            )
-        return self.ctx.dispatch(
-            "matmul", [m.codes, m.scales, x, y, self._shape(m.rows, m.cols), self.step],
-            (-(-m.rows // MATMUL_TILE_ROWS), 0, 1), weights=m.layout, ACCUMULATE=accumulate,
-        )
+    def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False) -> list[Dispatch]:
+        """y (+)= x · Wᵀ: matvec for one token, matmul for a chunk (workgroups set per chunk);
+        one dispatch per row block of W."""
+        dispatches = []
+        for b in m.blocks:
+            shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
+            if decode:
+                rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row
+                dispatches.append(self.ctx.dispatch(
+                    "matvec", [b.codes, b.scales, x, y, shape],
+                    _matvec_workgroups(b.rows, rows_per_workgroup), weights=m.layout, ACCUMULATE=accumulate,
+                    ROWS_PER_WORKGROUP=rows_per_workgroup, THREADS_PER_ROW=self.matvec_threads_per_row,
+                ))
+            else:
+                dispatches.append(self.ctx.dispatch(
+                    "matmul", [b.codes, b.scales, x, y, shape, self.step],
+                    (-(-b.rows // MATMUL_TILE_ROWS), 0, 1), weights=m.layout, ACCUMULATE=accumulate,
+                ))
+        return dispatches
+
+    def _embed(self) -> list[Dispatch]:
+        """Token rows of the embedding, times its scale; one dispatch per row block, in row order."""
+        e, scale = self.embedding, self.config.embedding_scale
+        constants = {} if scale == 1.0 else {"SCALE": scale}
+        return [self.ctx.dispatch("embed", [b.codes, b.scales, self.tokens, self.x, self._shape(b.rows, e.cols, b.row_offset), self.step],
+                                  (0, 1, 1), weights=e.layout, **constants) for b in e.blocks]
+
+    def _residual_add(self, block_linear: GpuMatrix, x: wgpu.GPUBuffer, post_norm: wgpu.GPUBuffer | None,
+                      decode: bool) -> list[Dispatch]:
+        """residual += x · Wᵀ (fused into the projection's epilogue), or with a post norm (Gemma):
+        block_out = x · Wᵀ, then residual += rmsnorm(block_out) · post_norm."""
+        if post_norm is None:
+            return self._linear(block_linear, x, self.x, decode, accumulate=True)
+        return self._linear(block_linear, x, self.block_out, decode) + [
+            self.ctx.dispatch("rmsnorm", [self.block_out, post_norm, self.x, self.norm_params, self.step], (0, 1, 1), ACCUMULATE=True)
+        ]
+
+    def _layer(self, i: int, decode: bool) -> list[Dispatch]:
+        cfg, c, s, layer = self.config, self.ctx, self.step, self.layers[i]
+        local = cfg.is_local_layer(i)
+        rope, attention_params = (self.rope_local, self.attention_params_local) if local else (self.rope, self.attention_params)
+        return [
+            c.dispatch("rmsnorm", [self.x, layer["attn_norm"], self.x_norm, self.norm_params, s], (0, 1, 1)),
+            *self._linear(layer["qkv"], self.x_norm, self.qkv, decode),
+            c.dispatch("rope_kv_write", [self.qkv, layer["qkv_bias"], layer["q_norm"], layer["k_norm"], rope,
+                                         self.q, self.k_cache[i], self.v_cache[i], self.rope_params, s],
+                       (0, cfg.n_head + cfg.n_kv_head, 1), HAS_BIAS=cfg.qkv_bias, QK_NORM=cfg.qk_norm, NEOX=cfg.rope_neox),
+            c.dispatch("attention", [self.q, self.k_cache[i], self.v_cache[i], self.attn, attention_params, s], (cfg.n_head, 0, 1)),
+            *self._residual_add(layer["attn_output"], self.attn, layer["post_attention_norm"], decode),
+            c.dispatch("rmsnorm", [self.x, layer["ffn_norm"], self.x_norm, self.norm_params, s], (0, 1, 1)),
+            *self._linear(layer["gate_up"], self.x_norm, self.gate_up, decode),
+            c.dispatch(FFN_KERNELS[cfg.ffn_activation], [self.gate_up, self.ffn_hidden, self.ffn_params, s],
+                       (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
+            *self._residual_add(layer["ffn_down"], self.ffn_hidden, layer["post_ffw_norm"], decode),
+        ]
 
     def _build_graph(self, decode: bool) -> list[Dispatch]:
         """Dispatches of one step. Prefill workgroup counts that depend on n_tokens hold 0 and
         are filled in by `_sized` for each chunk."""
-        cfg, c, s = self.config, self.ctx, self.step
-        e = self.embedding
-        graph = [c.dispatch("embed", [e.codes, e.scales, self.tokens, self.x, self._shape(e.rows, e.cols), s], (0, 1, 1), weights=e.layout)]
-        for i, layer in enumerate(self.layers):
-            graph += [
-                c.dispatch("rmsnorm", [self.x, layer["attn_norm"], self.x_norm, self.norm_params, s], (0, 1, 1)),
-                self._linear(layer["qkv"], self.x_norm, self.qkv, decode),
-                c.dispatch("rope_kv_write", [self.qkv, layer["qkv_bias"], layer["q_norm"], layer["k_norm"], self.rope,
-                                             self.q, self.k_cache[i], self.v_cache[i], self.rope_params, s],
-                           (0, cfg.n_head + cfg.n_kv_head, 1), HAS_BIAS=cfg.qkv_bias, QK_NORM=cfg.qk_norm, NEOX=cfg.rope_neox),
-                c.dispatch("attention", [self.q, self.k_cache[i], self.v_cache[i], self.attn, self.attention_params, s], (cfg.n_head, 0, 1)),
-                self._linear(layer["attn_output"], self.attn, self.x, decode, accumulate=True),
-                c.dispatch("rmsnorm", [self.x, layer["ffn_norm"], self.x_norm, self.norm_params, s], (0, 1, 1)),
-                self._linear(layer["gate_up"], self.x_norm, self.gate_up, decode),
-                c.dispatch("silu_mul", [self.gate_up, self.ffn_hidden, self.silu_params, s], (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
-                self._linear(layer["ffn_down"], self.ffn_hidden, self.x, decode, accumulate=True),
-            ]
-        graph += [
-            c.dispatch("rmsnorm", [self.x, self.output_norm, self.last_norm, self.norm_params, s], (1, 1, 1), LAST_ROW_ONLY=True),
-            self._linear(self.lm_head, self.last_norm, self.logits, decode=True),
-        ]
+        graph = self._body(decode) + self._head()
         return self._sized(graph, 1) if decode else graph
+
+    def _body(self, decode: bool) -> list[Dispatch]:
+        """The embedding and every layer: the residual stream of the chunk, before the final norm."""
+        graph = self._embed()
+        for i in range(self.config.n_layer):
+            graph += self._layer(i, decode)
+        return graph
+
+    def _head(self) -> list[Dispatch]:
+        """The final norm of the chunk's last token and the LM head: its logits."""
+        return [
+            self.ctx.dispatch("rmsnorm", [self.x, self.output_norm, self.last_norm, self.norm_params, self.step], (1, 1, 1), LAST_ROW_ONLY=True),
+            *self._linear(self.lm_head, self.last_norm, self.logits, decode=True),
+        ]
 
     @staticmethod
     def _sized(graph: list[Dispatch], n_tokens: int) -> list[Dispatch]:
@@ -244,18 +317,15 @@ class LlamaModel:
             raise ModelFormatError(f"{len(token_ids)} tokens exceed the context window {self.context_window_size}")
         if self._logits_graph is None:
             self.all_logits = c.empty(n * cfg.vocab_size * 4, label="all_logits")
-            head = self.lm_head
-            self._logits_graph = [
+            self._logits_graph = self._body(decode=False) + [
                 c.dispatch("rmsnorm", [self.x, self.output_norm, self.x_norm, self.norm_params, self.step], (0, 1, 1)),
-                c.dispatch("matmul", [head.codes, head.scales, self.x_norm, self.all_logits, self._shape(head.rows, head.cols), self.step],
-                           (-(-head.rows // MATMUL_TILE_ROWS), 0, 1), weights=head.layout),
+                *self._linear(self.lm_head, self.x_norm, self.all_logits, decode=False),
             ]
-        body = self._prefill_graph[:-2]  # everything up to the final norm and LM head
         out = []
         for start in range(0, len(token_ids), n):
             chunk = np.asarray(token_ids[start : start + n], np.uint32)
             c.queue.write_buffer(self.tokens, 0, chunk.tobytes())
             self.write_step(len(chunk), start)
-            c.run(self._sized(body + self._logits_graph, len(chunk)))
+            c.run(self._sized(self._logits_graph, len(chunk)))
             out.append(c.read(self.all_logits, np.float32, len(chunk) * cfg.vocab_size).reshape(len(chunk), cfg.vocab_size))
         return np.concatenate(out)
