@@ -1,7 +1,9 @@
 """The GGUF tokenizer gives llama.cpp's ids, decodes back to the text, and streams whole characters.
 
-Reference ids: tests/data/smollm2_tokenizer_cases.json, written once by
-scripts/make_tokenizer_reference.py with llama-cpp-python (CI has no llama.cpp).
+Reference ids: tests/data/smollm2_tokenizer_cases.json (byte-level BPE, SmolLM2), written once by
+scripts/make_tokenizer_reference.py, and tests/data/gemma3_tokenizer_cases.json (SentencePiece,
+Gemma 3 270M; also the same vocabulary with add_space_prefix, as Llama 2 and Mistral files have it),
+written by scripts/make_gemma3_tokenizer_reference.py, both with llama-cpp-python (CI has no llama.cpp).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from notebook_llm.loader.tokenizer import GGUFTokenizer
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "smollm2_tokenizer_cases.json").read_text(encoding="utf-8"))
 CASES = REFERENCE["cases"]
+GEMMA3_REFERENCE = json.loads((Path(__file__).parent / "data" / "gemma3_tokenizer_cases.json").read_text(encoding="utf-8"))
+GEMMA3_CASES = GEMMA3_REFERENCE["cases"]
 
 
 def cases_of(kind: str) -> list:
@@ -198,10 +202,135 @@ def test_merges_bos_and_user_defined_tokens_of_a_tiny_vocabulary():
 
 
 def test_other_tokenizer_models_are_rejected_by_name():
-    with pytest.raises(ModelFormatError, match="tokenizer.ggml.model = 'llama' is not supported"):
-        GGUFTokenizer.from_gguf(tiny_vocabulary(tokenizer__ggml__model="llama"))
+    with pytest.raises(ModelFormatError, match="tokenizer.ggml.model = 't5' is not supported"):
+        GGUFTokenizer.from_gguf(tiny_vocabulary(tokenizer__ggml__model="t5"))
+
+
+def tiny_sentencepiece(**overrides) -> Metadata:
+    """▁ for spaces; "ab" outranks "▁a" (higher score), byte tokens for what the vocabulary lacks."""
+    tokens = ["<unk>", "<s>", "</s>", "<0x0A>", "<0xC3>", "<0xA9>", "▁", "a", "b", "ab", "▁a", "▁ab", "<br>"]
+    keys = dict(
+        tokenizer__ggml__model="llama",
+        tokenizer__ggml__tokens=tokens,
+        tokenizer__ggml__scores=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -9.0, -7.0, -8.0, -1.0, -2.0, -3.0, 0.0],
+        tokenizer__ggml__token_type=[2, 3, 3, 6, 6, 6, 1, 1, 1, 1, 1, 1, 4],
+        tokenizer__ggml__bos_token_id=1,
+        tokenizer__ggml__eos_token_id=2,
+        tokenizer__ggml__unknown_token_id=0,
+        tokenizer__ggml__add_bos_token=True,
+        tokenizer__ggml__add_space_prefix=False,
+    )
+    keys.update(overrides)
+    return Metadata(**keys)
+
+
+def test_sentencepiece_merges_by_score_with_byte_fallback():
+    tokenizer = GGUFTokenizer.from_gguf(tiny_sentencepiece())
+    # " ab": ▁ a b → "ab" (score -1) before "▁a" (-2), then "▁ab" (-3).
+    assert tokenizer.encode(" ab", add_special_tokens=False) == [11]
+    assert tokenizer.encode("ab ab") == [1, 9, 11]
+    # "é" is not in the vocabulary: its UTF-8 bytes; "\n" likewise; "<br>" is user-defined.
+    assert tokenizer.encode("é\n<br>a", add_special_tokens=False) == [4, 5, 3, 12, 7]
+    assert tokenizer.decode([1, 4, 5, 3, 12, 11]) == "<s>é\n<br> ab"
+    assert tokenizer.decode([1, 4, 5], skip_special_tokens=True) == "é"
+
+
+def test_sentencepiece_space_prefix_goes_before_each_piece_after_a_special_token():
+    tokenizer = GGUFTokenizer.from_gguf(tiny_sentencepiece(tokenizer__ggml__add_space_prefix=True))
+    assert tokenizer.encode("ab<br>ab", add_special_tokens=False) == [11, 12, 11]
+
+
+def test_sentencepiece_needs_a_score_per_token():
+    with pytest.raises(ModelFormatError, match="scores"):
+        GGUFTokenizer.from_gguf(tiny_sentencepiece(tokenizer__ggml__scores=[0.0]))
 
 
 def test_unknown_pre_tokenizer_is_rejected_by_name():
     with pytest.raises(ModelFormatError, match="tokenizer.ggml.pre = 'qwen2' is not supported"):
         GGUFTokenizer.from_gguf(tiny_vocabulary(tokenizer__ggml__pre="qwen2"))
+
+
+# --- Gemma 3: SentencePiece BPE against llama.cpp ------------------------------------------------
+
+
+class WithSpacePrefix:
+    """The Gemma 3 file's metadata, but tokenizer.ggml.add_space_prefix = true."""
+
+    def __init__(self, model: GGUFModelFile):
+        self.model = model
+
+    def metadata(self, key, default=None):
+        return True if key == "tokenizer.ggml.add_space_prefix" else self.model.metadata(key, default)
+
+
+@pytest.fixture(scope="module")
+def gemma3_file() -> GGUFModelFile:
+    from .test_loader_gguf import gemma3_270m_path
+
+    model = GGUFModelFile(gemma3_270m_path())
+    assert GEMMA3_REFERENCE["model_file"] == model.path.name
+    return model
+
+
+@pytest.fixture(scope="module")
+def gemma3_tokenizer(gemma3_file) -> GGUFTokenizer:
+    return gemma3_file.tokenizer()
+
+
+def gemma3_cases(*kinds: str) -> list:
+    return [pytest.param(c, id=f"{c['kind']}{i}") for i, c in enumerate(GEMMA3_CASES) if c["kind"] in kinds]
+
+
+@pytest.mark.slow
+def test_gemma3_reference_covers_strings_chats_and_the_space_prefix():
+    kinds = [case["kind"] for case in GEMMA3_CASES]
+    assert kinds.count("string") >= 50 and kinds.count("chat") >= 8 and kinds.count("space_prefix") >= 50
+
+
+@pytest.mark.slow
+def test_gemma3_ids_match_llama_cpp(gemma3_tokenizer):
+    """Tricky strings (whitespace runs, HTML tags, byte fallback, repeated characters, control tokens
+    in text) with and without BOS, and chat prompts of llama.cpp's gemma template."""
+    mismatched = [case["text"] for case in GEMMA3_CASES if case["kind"] in ("string", "raw", "chat")
+                  and gemma3_tokenizer.encode(case["text"], add_special_tokens=case["add_bos"]) != case["ids"]]
+    assert not mismatched
+
+
+@pytest.mark.slow
+def test_gemma3_vocabulary_with_space_prefix_matches_llama_cpp(gemma3_file):
+    tokenizer = GGUFTokenizer.from_gguf(WithSpacePrefix(gemma3_file))
+    mismatched = [case["text"] for case in GEMMA3_CASES if case["kind"] == "space_prefix"
+                  and tokenizer.encode(case["text"]) != case["ids"]]
+    assert not mismatched
+
+
+@pytest.mark.slow
+def test_gemma3_decode_equals_llama_cpp_detokenize_and_the_hf_decoder(gemma3_tokenizer):
+    for case in GEMMA3_CASES:
+        if case["kind"] == "space_prefix":
+            continue
+        text = gemma3_tokenizer.decode(case["ids"])
+        assert text == case["llama_cpp_text"], repr(case["text"])
+        assert gemma3_tokenizer.hf.decode(case["ids"], skip_special_tokens=False) == text
+
+
+@pytest.mark.slow
+def test_gemma3_stream_deltas_join_to_decode(gemma3_tokenizer):
+    for case in GEMMA3_CASES:
+        stream = gemma3_tokenizer.stream_decoder(skip_special_tokens=True)
+        streamed = "".join(stream.push(i) for i in case["ids"]) + stream.flush()
+        assert streamed == gemma3_tokenizer.decode(case["ids"], skip_special_tokens=True), repr(case["text"])
+
+
+@pytest.mark.slow
+def test_gemma3_special_ids_stop_tokens_and_pieces(gemma3_tokenizer):
+    tok = gemma3_tokenizer
+    assert tok.vocab_size == 262144
+    assert (tok.bos_token_id, tok.eos_token_id, tok.add_bos) == (2, 1, True)
+    assert tok.stop_token_ids == (1, 106)  # <eos>, <end_of_turn>
+    assert tok.token_to_piece(106) == "<end_of_turn>" and tok.is_special(106)
+    (hello,) = tok.encode(" hello", add_special_tokens=False)
+    assert tok.id_to_token(hello) == "▁hello" and tok.token_to_piece(hello) == " hello"
+    assert tok.token_to_bytes(tok.token_to_id("<0xE2>")) == b"\xe2"
+    assert tok.encode("\n\n", add_special_tokens=False) == [108]  # a user-defined token, not special
+    assert tok.decode([2, 108], skip_special_tokens=True) == "\n\n"

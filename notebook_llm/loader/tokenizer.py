@@ -1,8 +1,17 @@
 """Build a `tokenizers.Tokenizer` from a GGUF file's vocabulary, and decode tokens for streaming.
 
-Only byte-level BPE (`tokenizer.ggml.model == "gpt2"`) is mapped so far; each mapping is held
-to llama.cpp's ids by tests/test_tokenizer.py. This module reads metadata through any object
-with `.metadata(key, default)` (a `GGUFModelFile`); it knows nothing of tensors or the GPU.
+Two GGUF tokenizer models are mapped, each held to llama.cpp's ids by tests/test_tokenizer.py:
+- "gpt2": byte-level BPE from `tokenizer.ggml.tokens` and `.merges` (SmolLM2, Llama 3, Qwen, ...).
+- "llama": SentencePiece BPE (Gemma, Llama 2, Mistral). The file has tokens and scores but no
+  merges. llama.cpp's tokenizer replaces spaces by '▁', starts from single characters, and
+  repeatedly joins the adjacent pair whose joined text is a token with the highest score (the
+  leftmost on ties); characters outside the vocabulary become <0xXX> byte tokens. That is a BPE
+  whose merges are every split (left, right) of every token into two tokens, ranked by the
+  token's score: built here as a `tokenizers` BPE with byte fallback (Gemma 3: ~514k merges from
+  262k tokens, ~4 s). Control and user-defined tokens (Gemma's runs of spaces, tabs and newlines,
+  its HTML tags) are split out of the text first, as llama.cpp does.
+This module reads metadata through any object with `.metadata(key, default)` (a `GGUFModelFile`);
+it knows nothing of tensors or the GPU.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import codecs
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from ..errors import InvalidRequestError, ModelFormatError
 
@@ -43,6 +52,9 @@ _PRE_TOKENIZERS = {
 }
 
 
+SENTENCEPIECE_SPACE = "\u2581"  # '▁', which SentencePiece vocabularies write for a space
+
+
 class Metadata(Protocol):
     def metadata(self, key: str, default: Any = None) -> Any: ...
 
@@ -59,6 +71,47 @@ def _byte_of_char() -> dict[str, int]:
         if byte not in code_point:
             code_point[byte] = 0x100 + len(code_point) - len(printable)
     return {chr(cp): byte for byte, cp in code_point.items()}
+
+
+def _add_vocabulary_tokens(tokenizer: Tokenizer, tokens: list[str], token_types: list[int]) -> None:
+    """Control and unknown tokens in text become their single ids (llama.cpp's parse_special=True);
+    user-defined tokens are matched too, but are not special (decode keeps them)."""
+    tokenizer.add_special_tokens(
+        [AddedToken(tokens[i], special=True, normalized=False) for i, kind in enumerate(token_types) if kind in (CONTROL, UNKNOWN)]
+    )
+    tokenizer.add_tokens(
+        [AddedToken(tokens[i], special=False, normalized=False) for i, kind in enumerate(token_types) if kind == USER_DEFINED]
+    )
+
+
+def _build_sentencepiece_bpe(
+    tokens: list[str], scores: list[float], token_types: list[int], unknown_token_id: int | None, add_space_prefix: bool
+) -> Tokenizer:
+    vocab = {token: i for i, token in enumerate(tokens)}
+    # Every way to write a normal or byte token as two tokens is a merge, ranked by the token's score
+    # (higher first; ties by id). Control and user-defined tokens never form inside a piece of text:
+    # they are split out of it before the merges run.
+    ranked = []
+    for i, token in enumerate(tokens):
+        if token_types[i] not in (NORMAL, BYTE):
+            continue
+        for cut in range(1, len(token)):
+            left, right = token[:cut], token[cut:]
+            if left in vocab and right in vocab:
+                ranked.append((-scores[i], i, left, right))
+    ranked.sort()
+    unknown = tokens[unknown_token_id] if unknown_token_id is not None else None
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[(left, right) for _, _, left, right in ranked],
+                                     unk_token=unknown, fuse_unk=False, byte_fallback=True))
+    # llama.cpp escapes spaces as '▁', after prefixing a space to each piece of text that starts the
+    # input or follows a special token when add_space_prefix is set: Prepend runs on each such piece.
+    steps = [normalizers.Replace(" ", SENTENCEPIECE_SPACE)]
+    if add_space_prefix:
+        steps.insert(0, normalizers.Prepend(SENTENCEPIECE_SPACE))
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.decoder = decoders.Sequence([decoders.Replace(SENTENCEPIECE_SPACE, " "), decoders.ByteFallback(), decoders.Fuse()])
+    _add_vocabulary_tokens(tokenizer, tokens, token_types)
+    return tokenizer
 
 
 def _build_byte_level_bpe(
@@ -79,23 +132,32 @@ def _build_byte_level_bpe(
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False))
     tokenizer.pre_tokenizer = _PRE_TOKENIZERS[pre]()
     tokenizer.decoder = decoders.ByteLevel()
-    # Control and unknown tokens in text become their single ids (llama.cpp's parse_special=True);
-    # user-defined tokens are matched too, but are not special (decode keeps them).
-    tokenizer.add_special_tokens(
-        [
-            AddedToken(tokens[i], special=True, normalized=False)
-            for i, kind in enumerate(token_types)
-            if kind in (CONTROL, UNKNOWN)
-        ]
-    )
-    tokenizer.add_tokens(
-        [
-            AddedToken(tokens[i], special=False, normalized=False)
-            for i, kind in enumerate(token_types)
-            if kind == USER_DEFINED
-        ]
-    )
+    _add_vocabulary_tokens(tokenizer, tokens, token_types)
     return tokenizer
+
+
+def _byte_level_token_bytes(tokens: list[str], token_types: list[int]) -> list[bytes]:
+    byte_of = _byte_of_char()
+    table = []
+    for text, kind in zip(tokens, token_types):
+        if kind in (CONTROL, UNKNOWN, USER_DEFINED) or not all(ch in byte_of for ch in text):
+            table.append(text.encode("utf-8"))  # written as plain text, not byte-mapped
+        else:
+            table.append(bytes(byte_of[ch] for ch in text))
+    return table
+
+
+def _sentencepiece_token_bytes(tokens: list[str], token_types: list[int]) -> list[bytes]:
+    """'▁' is a space in normal tokens; <0xXX> byte tokens are that byte; the rest is their text."""
+    table = []
+    for text, kind in zip(tokens, token_types):
+        if kind == BYTE:
+            table.append(bytes([int(text[3:-1], 16)]))
+        elif kind == NORMAL:
+            table.append(text.replace(SENTENCEPIECE_SPACE, " ").encode("utf-8"))
+        else:
+            table.append(text.encode("utf-8"))
+    return table
 
 
 class GGUFTokenizer:
@@ -116,6 +178,7 @@ class GGUFTokenizer:
         add_bos: bool = False,
         add_eos: bool = False,
         extra_stop_token_ids: Iterable[int] = (),
+        token_bytes: list[bytes] | None = None,
     ):
         self.hf = hf
         self._tokens = tokens
@@ -124,7 +187,7 @@ class GGUFTokenizer:
         self.eos_token_id = eos_token_id
         self.add_bos = add_bos
         self.add_eos = add_eos
-        self._token_bytes = self._all_token_bytes()
+        self._token_bytes = token_bytes if token_bytes is not None else _byte_level_token_bytes(tokens, token_types)
         self._special_ids = frozenset(i for i, kind in enumerate(token_types) if kind in (CONTROL, UNKNOWN))
         stops = [eos_token_id, *extra_stop_token_ids, *(hf.token_to_id(text) for text in END_OF_TURN_TOKENS)]
         self.stop_token_ids: tuple[int, ...] = tuple(dict.fromkeys(i for i in stops if i is not None))
@@ -134,20 +197,32 @@ class GGUFTokenizer:
     def from_gguf(cls, source: Metadata) -> GGUFTokenizer:
         """Build from a GGUF file's `tokenizer.ggml.*` metadata."""
         kind = source.metadata("tokenizer.ggml.model")
-        if kind != "gpt2":
-            raise ModelFormatError(
-                f"tokenizer.ggml.model = {kind!r} is not supported yet; supported: 'gpt2' (byte-level BPE)"
-            )
         tokens = source.metadata("tokenizer.ggml.tokens")
-        merges = source.metadata("tokenizer.ggml.merges")
-        if not tokens or merges is None:
-            raise ModelFormatError("a 'gpt2' tokenizer needs tokenizer.ggml.tokens and tokenizer.ggml.merges")
-        token_types = source.metadata("tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
-        hf = _build_byte_level_bpe(tokens, merges, token_types, source.metadata("tokenizer.ggml.pre"))
+        token_types = source.metadata("tokenizer.ggml.token_type") or ([NORMAL] * len(tokens) if tokens else [])
 
         def token_id(name: str) -> int | None:
             value = source.metadata(f"tokenizer.ggml.{name}_token_id")
             return None if value is None else int(value)
+
+        if kind == "gpt2":
+            merges = source.metadata("tokenizer.ggml.merges")
+            if not tokens or merges is None:
+                raise ModelFormatError("a 'gpt2' tokenizer needs tokenizer.ggml.tokens and tokenizer.ggml.merges")
+            hf = _build_byte_level_bpe(tokens, merges, token_types, source.metadata("tokenizer.ggml.pre"))
+            token_bytes = _byte_level_token_bytes(tokens, token_types)
+        elif kind == "llama":
+            scores = source.metadata("tokenizer.ggml.scores")
+            if not tokens or scores is None or len(scores) != len(tokens):
+                raise ModelFormatError("a 'llama' (SentencePiece) tokenizer needs tokenizer.ggml.tokens and as many "
+                                       "tokenizer.ggml.scores")
+            add_space_prefix = bool(source.metadata("tokenizer.ggml.add_space_prefix", True))  # llama.cpp's default
+            hf = _build_sentencepiece_bpe(tokens, scores, token_types, token_id("unknown"), add_space_prefix)
+            token_bytes = _sentencepiece_token_bytes(tokens, token_types)
+        else:
+            raise ModelFormatError(
+                f"tokenizer.ggml.model = {kind!r} is not supported yet; supported: 'gpt2' (byte-level BPE), "
+                "'llama' (SentencePiece BPE)"
+            )
 
         return cls(
             hf,
@@ -158,17 +233,8 @@ class GGUFTokenizer:
             add_bos=bool(source.metadata("tokenizer.ggml.add_bos_token", False)),
             add_eos=bool(source.metadata("tokenizer.ggml.add_eos_token", False)),
             extra_stop_token_ids=[i for i in (token_id("eot"), token_id("eom")) if i is not None],
+            token_bytes=token_bytes,
         )
-
-    def _all_token_bytes(self) -> list[bytes]:
-        byte_of = _byte_of_char()
-        table = []
-        for text, kind in zip(self._tokens, self._types):
-            if kind in (CONTROL, UNKNOWN, USER_DEFINED) or not all(ch in byte_of for ch in text):
-                table.append(text.encode("utf-8"))  # written as plain text, not byte-mapped
-            else:
-                table.append(bytes(byte_of[ch] for ch in text))
-        return table
 
     def _set_post_processor(self) -> None:
         if self.add_bos and self.bos_token_id is None or self.add_eos and self.eos_token_id is None:
@@ -211,7 +277,7 @@ class GGUFTokenizer:
         return self.token_to_bytes(token_id).decode("utf-8", errors="replace")
 
     def id_to_token(self, token_id: int) -> str:
-        """The vocabulary entry itself (byte-level form: 'Ġhello' for ' hello')."""
+        """The vocabulary entry itself ('Ġhello' in byte-level BPE, '▁hello' in SentencePiece, for ' hello')."""
         return self._tokens[self._check_id(token_id)]
 
     def token_to_id(self, token: str) -> int | None:
