@@ -334,3 +334,19 @@ def test_gemma3_special_ids_stop_tokens_and_pieces(gemma3_tokenizer):
     assert tok.token_to_bytes(tok.token_to_id("<0xE2>")) == b"\xe2"
     assert tok.encode("\n\n", add_special_tokens=False) == [108]  # a user-defined token, not special
     assert tok.decode([2, 108], skip_special_tokens=True) == "\n\n"
+
+
+@pytest.mark.slow
+def test_gemma3_builtin_chat_template_gives_llama_cpp_gemma_prompts(gemma3_file, gemma3_tokenizer):
+    """The GGUF has no tokenizer.chat_template; the loader supplies Gemma's turn format. Rendered
+    with the file's BOS it is llama.cpp's built-in "gemma" text after <bos>, and its ids (no BOS
+    added: the text has it) are llama.cpp's ids with add_bos."""
+    from notebook_llm.loader.chat_template import ChatTemplate
+
+    assert gemma3_file.metadata("tokenizer.chat_template") is None
+    template = ChatTemplate(gemma3_file.chat_template, bos_token="<bos>", eos_token="<eos>")
+    for case in GEMMA3_CASES:
+        if case["kind"] == "chat":
+            text = template.render(case["messages"], add_generation_prompt=True)
+            assert text == "<bos>" + case["text"]
+            assert gemma3_tokenizer.encode(text, add_special_tokens=False) == case["ids"]

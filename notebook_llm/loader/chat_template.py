@@ -5,6 +5,9 @@ trim_blocks and lstrip_blocks, the `loopcontrols` extension, a `{% generation %}
 `raise_exception`, `strftime_now` and a `tojson` that does not HTML-escape. Variables:
 messages, add_generation_prompt, bos_token, eos_token, tools, documents and any extras
 (enable_thinking, ...). Pure text in, text out: no tokens, no GPU.
+
+Files without a `tokenizer.chat_template` get their architecture's conversation format from
+BUILTIN_TEMPLATES (`builtin_template`), written here from the model's documented prompt format.
 """
 
 from __future__ import annotations
@@ -74,6 +77,38 @@ def _flatten_content(message: dict[str, Any], index: int) -> dict[str, Any]:
             )
         texts.append(part["text"])
     return {**message, "content": "\n".join(texts)}
+
+
+# Gemma's turn format (the Gemma docs' "prompt formatting"): each turn is
+#     <start_of_turn>{user|model}\n{text}<end_of_turn>\n
+# and the reply starts after "<start_of_turn>model\n". Gemma has no system turn: system text goes
+# at the top of the next user turn, followed by a blank line. Message text is trimmed. The same
+# text as llama.cpp's built-in "gemma" template (tests/data/gemma3_tokenizer_cases.json), plus the
+# BOS token, which llama.cpp adds when tokenizing and this engine takes from the rendered text.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- set state = namespace(system='') -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- set state.system = state.system + message['content'] | trim -%}"
+    "{%- else -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' }}"
+    "{%- if state.system and role != 'model' -%}"
+    "{{ state.system + '\n\n' }}{%- set state.system = '' -%}"
+    "{%- endif -%}"
+    "{{ message['content'] | trim + '<end_of_turn>\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+BUILTIN_TEMPLATES = {"gemma3": GEMMA_TEMPLATE}
+
+
+def builtin_template(architecture: str) -> str | None:
+    """The conversation format of an architecture whose files may lack a chat template, or None."""
+    return BUILTIN_TEMPLATES.get(architecture)
 
 
 class ChatTemplate:

@@ -17,6 +17,7 @@ from gguf import GGUFReader
 
 from ..errors import ModelFormatError, ModelNotFoundError
 from .architectures import SUPPORTED_ARCHITECTURES, ArchitectureConfig, read_config  # noqa: F401
+from .chat_template import builtin_template
 from .repack import PackedWeight, repack
 from .tokenizer import GGUFTokenizer
 
@@ -87,7 +88,9 @@ class GGUFModelFile:
 
     @property
     def chat_template(self) -> str | None:
-        return self.metadata("tokenizer.chat_template")
+        """The file's tokenizer.chat_template, else its architecture's built-in format (Gemma 3
+        files converted without one), else None."""
+        return self.metadata("tokenizer.chat_template") or builtin_template(str(self.metadata("general.architecture")))
 
     def tokenizer(self) -> GGUFTokenizer:
         """The file's tokenizer as a `GGUFTokenizer` (built once, then cached)."""
