@@ -8,6 +8,7 @@ written to the artifacts folder.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -22,11 +23,21 @@ LOAD_TIMEOUT_MS = 240_000  # kernel start + model load on lavapipe
 REPLY_TIMEOUT_MS = 120_000
 
 
+def open_notebook(page, url: str) -> None:
+    """Open a notebook and wait until its kernel is connected and idle (keys pressed before
+    that are lost)."""
+    page.goto(url)
+    page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
+    page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=120_000)
+
+
 def run_cell(page, index: int) -> None:
-    """Select code cell `index` and run it with Shift+Enter, as a user would."""
+    """Select code cell `index` and run it with Shift+Enter, as a user would; waits until the
+    kernel has taken it (its prompt shows [*] or a number)."""
     cell = page.locator(".jp-Notebook .jp-CodeCell").nth(index)
     cell.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Shift+Enter")
+    cell.locator(".jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]")).wait_for(timeout=30_000)
 
 
 def cell_output_text(page, index: int) -> str:
@@ -46,8 +57,7 @@ def test_chat_widget_streams_and_stops(jupyterlab, page):
         "print('kernel answers', 6 * 7)",
         "print(repr(chat.messages[-1]['content']))",
     ])
-    page.goto(jupyterlab.url("lab/tree/chat.ipynb"))
-    page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
+    open_notebook(page, jupyterlab.url("lab/tree/chat.ipynb"))
     run_cell(page, 0)
 
     # the embedded picker shows the default model loaded
