@@ -54,6 +54,8 @@ def model_entries(app_config: AppConfig | None, adapter: "AdapterInfo | None") -
 def _entry(record: ModelRecord, cached: bool, downloaded: dict[str, int], adapter: "AdapterInfo | None",
            budget: float | None) -> dict[str, Any]:
     reason = why_not_runnable(record, adapter, budget) or ""
+    if reason.startswith(f"{record.model_id} "):  # the row already shows the id: "needs model_lib …"
+        reason = reason[len(record.model_id) + 1:]
     return {
         "model_id": record.model_id,
         "family": record.family,
