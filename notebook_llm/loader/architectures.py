@@ -44,7 +44,7 @@ import numpy as np
 from gguf import MODEL_ARCH, MODEL_ARCH_NAMES, MODEL_TENSOR, TENSOR_NAMES, Keys
 
 from ..errors import ModelFormatError
-from .repack import PackedWeight, concat_rows
+from .repack import PackedWeight, stack_rows
 
 # Architecture name → whether its RoPE pairs are halves ("neox") rather than adjacent elements.
 ROPE_NEOX = {
@@ -249,23 +249,25 @@ def _check_rope_scaling(f: ModelFile, arch: str, key) -> None:
 # --- one layer's tensors ----------------------------------------------------------------------
 
 
-def _checked_rows(f: ModelFile, packed: PackedWeight, what: str, rows: int, cols: int) -> PackedWeight:
-    if (packed.rows, packed.cols) != (rows, cols):
+def _checked_rows(f: ModelFile, blocks: list[PackedWeight], what: str, rows: int, cols: int) -> list[PackedWeight]:
+    shape = (sum(b.rows for b in blocks), blocks[0].cols)
+    if shape != (rows, cols):
         raise ModelFormatError(
-            f"{f.path.name}: {what} is [{packed.rows} x {packed.cols}]; the config implies [{rows} x {cols}]")
-    return packed
+            f"{f.path.name}: {what} is [{shape[0]} x {shape[1]}]; the config implies [{rows} x {cols}]")
+    return blocks
 
 
-def layer_qkv(f: ModelFile, cfg: ArchitectureConfig, layer: int) -> PackedWeight:
-    """[q_dim + 2 kv_dim, dim]: rows of q, then k, then v. Phi-3 stores them fused as attn_qkv in that
-    order (its qkv_proj output splits into q, k, v); the others as attn_q, attn_k, attn_v."""
+def layer_qkv(f: ModelFile, cfg: ArchitectureConfig, layer: int) -> list[PackedWeight]:
+    """[q_dim + 2 kv_dim, dim] as row blocks (one per change of layout, see repack.stack_rows): rows
+    of q, then k, then v. Phi-3 stores them fused as attn_qkv in that order (its qkv_proj output
+    splits into q, k, v); the others as attn_q, attn_k, attn_v."""
     fused = tensor_name(MODEL_TENSOR.ATTN_QKV, layer)
     if f.has_tensor(fused):
-        packed = f.packed(fused)
+        blocks = [f.packed(fused)]
     else:
-        packed = concat_rows([f.packed(tensor_name(kind, layer))
-                              for kind in (MODEL_TENSOR.ATTN_Q, MODEL_TENSOR.ATTN_K, MODEL_TENSOR.ATTN_V)])
-    return _checked_rows(f, packed, f"layer {layer}'s QKV projection", cfg.qkv_dim, cfg.dim)
+        blocks = stack_rows([f.packed(tensor_name(kind, layer))
+                             for kind in (MODEL_TENSOR.ATTN_Q, MODEL_TENSOR.ATTN_K, MODEL_TENSOR.ATTN_V)])
+    return _checked_rows(f, blocks, f"layer {layer}'s QKV projection", cfg.qkv_dim, cfg.dim)
 
 
 def layer_qkv_bias(f: ModelFile, cfg: ArchitectureConfig, layer: int) -> np.ndarray | None:
@@ -301,13 +303,13 @@ def layer_post_norms(f: ModelFile, cfg: ArchitectureConfig, layer: int) -> tuple
     return norms
 
 
-def layer_gate_up(f: ModelFile, cfg: ArchitectureConfig, layer: int) -> PackedWeight:
-    """[2 ffn, dim]: the gate rows, then the up rows. Phi-3 has no ffn_gate: its ffn_up holds both
-    halves in that order (its MLP splits gate_up_proj's output into gate, up)."""
+def layer_gate_up(f: ModelFile, cfg: ArchitectureConfig, layer: int) -> list[PackedWeight]:
+    """[2 ffn, dim] as row blocks: the gate rows, then the up rows. Phi-3 has no ffn_gate: its
+    ffn_up holds both halves in that order (its MLP splits gate_up_proj's output into gate, up)."""
     up = f.packed(tensor_name(MODEL_TENSOR.FFN_UP, layer))
     gate_name = tensor_name(MODEL_TENSOR.FFN_GATE, layer)
-    packed = concat_rows([f.packed(gate_name), up]) if f.has_tensor(gate_name) else up
-    return _checked_rows(f, packed, f"layer {layer}'s gate·up projection", 2 * cfg.ffn_dim, cfg.dim)
+    blocks = stack_rows([f.packed(gate_name), up]) if f.has_tensor(gate_name) else [up]
+    return _checked_rows(f, blocks, f"layer {layer}'s gate·up projection", 2 * cfg.ffn_dim, cfg.dim)
 
 
 def rope_freq_factors(f: ModelFile, cfg: ArchitectureConfig, context_window_size: int) -> np.ndarray | None:

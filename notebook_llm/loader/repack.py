@@ -196,6 +196,21 @@ def concat_rows(parts: list[PackedWeight]) -> PackedWeight:
     )
 
 
+def stack_rows(parts: list[PackedWeight]) -> list[PackedWeight]:
+    """Matrices of one width stacked along rows, as row blocks: consecutive parts of one layout
+    joined (concat_rows), a change of layout starting a new block. A Q4_K_M file's attn_q and attn_k
+    (Q4_K, q4g32f) and attn_v (Q6_K, q8g16f) become two blocks of one fused QKV matrix."""
+    if any(p.cols != parts[0].cols for p in parts):
+        raise ModelFormatError("stacked matrices need one width; got " + ", ".join(f"[{p.rows}x{p.cols}]" for p in parts))
+    runs: list[list[PackedWeight]] = []
+    for part in parts:
+        if runs and runs[-1][0].layout == part.layout:
+            runs[-1].append(part)
+        else:
+            runs.append([part])
+    return [run[0] if len(run) == 1 else concat_rows(run) for run in runs]
+
+
 def split_rows(w: PackedWeight, max_bytes: int) -> list[tuple[int, PackedWeight]]:
     """(first row, block) pairs of consecutive rows whose codes and scales each fit in `max_bytes`
     (a storage binding): a 262k-row embedding in int8 codes exceeds 128 MiB. One block if it fits."""

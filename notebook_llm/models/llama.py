@@ -50,8 +50,9 @@ FFN_KERNELS = {"silu": "silu_mul", "gelu_tanh": "gelu_mul"}
 
 @dataclass(frozen=True)
 class MatrixBlock:
-    """Rows row_offset .. row_offset + rows of a matrix, in buffers of one storage binding each."""
+    """Rows row_offset .. row_offset + rows of a matrix in one layout, in buffers of one storage binding each."""
 
+    layout: str
     row_offset: int
     rows: int
     codes: wgpu.GPUBuffer
@@ -60,9 +61,9 @@ class MatrixBlock:
 
 @dataclass(frozen=True)
 class GpuMatrix:
-    """A packed weight matrix uploaded to the GPU: one block, or several when it exceeds a binding."""
+    """A packed weight matrix uploaded to the GPU: one block, or several when it exceeds a binding
+    or when its parts differ in layout (a fused QKV of Q4_K q, k and Q6_K v)."""
 
-    layout: str
     rows: int
     cols: int
     blocks: tuple[MatrixBlock, ...]
@@ -126,13 +127,17 @@ class LlamaModel:
         self._logits_graph: list[Dispatch] | None = None  # every position's logits: tests only
 
     # -- load --------------------------------------------------------------------------------
-    def _matrix(self, packed: PackedWeight, label: str) -> GpuMatrix:
-        c = self.ctx
-        blocks = tuple(
-            MatrixBlock(row_offset, block.rows, c.buffer(block.codes, label=label), c.buffer(block.scales, label=label))
-            for row_offset, block in split_rows(packed, self.max_binding_bytes)
-        )
-        return GpuMatrix(packed.layout, packed.rows, packed.cols, blocks)
+    def _matrix(self, parts: PackedWeight | list[PackedWeight], label: str) -> GpuMatrix:
+        """Upload a matrix given as one PackedWeight or as row blocks in order (the loader's fused
+        matrices), each further split to fit one storage binding."""
+        c, parts = self.ctx, [parts] if isinstance(parts, PackedWeight) else parts
+        blocks, start = [], 0
+        for part in parts:
+            for row_offset, block in split_rows(part, self.max_binding_bytes):
+                blocks.append(MatrixBlock(block.layout, start + row_offset, block.rows,
+                                          c.buffer(block.codes, label=label), c.buffer(block.scales, label=label)))
+            start += part.rows
+        return GpuMatrix(start, parts[0].cols, tuple(blocks))
 
     def _upload_weights(self, f: GGUFModelFile, progress: Callable[[int, int], None] | None) -> None:
         cfg, c = self.config, self.ctx
@@ -223,13 +228,13 @@ class LlamaModel:
                 rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row
                 dispatches.append(self.ctx.dispatch(
                     "matvec", [b.codes, b.scales, x, y, shape],
-                    _matvec_workgroups(b.rows, rows_per_workgroup), weights=m.layout, ACCUMULATE=accumulate,
+                    _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, ACCUMULATE=accumulate,
                     ROWS_PER_WORKGROUP=rows_per_workgroup, THREADS_PER_ROW=self.matvec_threads_per_row,
                 ))
             else:
                 dispatches.append(self.ctx.dispatch(
                     "matmul", [b.codes, b.scales, x, y, shape, self.step],
-                    (-(-b.rows // MATMUL_TILE_ROWS), 0, 1), weights=m.layout, ACCUMULATE=accumulate,
+                    (-(-b.rows // MATMUL_TILE_ROWS), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
                 ))
         return dispatches
 
@@ -238,7 +243,7 @@ class LlamaModel:
         e, scale = self.embedding, self.config.embedding_scale
         constants = {} if scale == 1.0 else {"SCALE": scale}
         return [self.ctx.dispatch("embed", [b.codes, b.scales, self.tokens, self.x, self._shape(b.rows, e.cols, b.row_offset), self.step],
-                                  (0, 1, 1), weights=e.layout, **constants) for b in e.blocks]
+                                  (0, 1, 1), weights=b.layout, **constants) for b in e.blocks]
 
     def _residual_add(self, block_linear: GpuMatrix, x: wgpu.GPUBuffer, post_norm: wgpu.GPUBuffer | None,
                       decode: bool) -> list[Dispatch]:
