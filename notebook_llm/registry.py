@@ -494,6 +494,9 @@ def _mlc_records() -> list[ModelRecord]:
     return records
 
 
+# The package's file is llama.cpp's conversion of the pretrained google/gemma-3-270m (its README's
+# base_model; general.name "Gemma 3 270m", no chat template), not of the instruction-tuned -it model
+# the id names: it continues text rather than answering turns.
 GEMMA3_270M_ID = "gemma-3-270m-it-Q4_K_M"
 
 # How to get the models that install from PyPI, shown when their file is missing.

