@@ -1,0 +1,87 @@
+"""The speed harness (benchmarks/run.py) runs end to end and records every field; no time is asserted.
+
+A tiny llama and a tiny qwen2 (benchmarks/synthetic_gguf.py's "tiny" shapes, written into the
+test's folder) go through the whole harness in a few seconds on lavapipe; llama-bench rows are
+paired with our results by file name.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import llama_bench, run
+from benchmarks.synthetic_gguf import SHAPES, tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("bench")
+    out = folder / "result.json"
+    run.main(["--shapes", "tiny,tiny-qwen2", "--prompt-tokens", "20", "--decode-tokens", "4", "--depths", "0,24",
+              "--repeats", "1", "--depth-fill", "prefill", "--split-steps", "3", "--bandwidth-mb", "4", "--gguf-dir", str(folder), "--json", str(out)])
+    return json.loads(out.read_text())
+
+
+def test_json_names_the_device_wgpu_and_date(tiny_result):
+    device = tiny_result["device"]
+    assert device["name"] and device["backend"] and device["driver"] is not None
+    assert tiny_result["wgpu_version"] and tiny_result["date"].startswith("20")
+    assert tiny_result["bandwidth"]["gbs"] > 0 and tiny_result["bandwidth"]["buffer_bytes"] >= 2**20
+
+
+def test_every_shape_has_positive_prefill_decode_and_split(tiny_result):
+    assert [r["shape"] for r in tiny_result["results"]] == ["tiny", "tiny-qwen2"], tiny_result["skipped"]
+    for r in tiny_result["results"]:
+        assert r["prefill"]["prompt_tokens"] == 20
+        assert r["prefill"]["tokens_per_s"] > 0 and r["prefill"]["ttft_ms"] > 0
+        assert [d["depth"] for d in r["decode"]] == [0, 24]
+        for d in r["decode"]:
+            assert d["tokens"] == 4
+            for key in ("tokens_per_s", "step_ms", "weight_bytes_per_token", "bytes_per_token", "achieved_gbs",
+                        "roofline_fraction", "loop_cpu_us"):
+                assert d[key] > 0, key
+        assert r["decode"][1]["kv_bytes_per_token"] > r["decode"][0]["kv_bytes_per_token"] > 0
+        split = r["step_split"]
+        assert split["dispatches"] > 2 * SHAPES[r["shape"]].n_layer and split["encode_us"] > 0
+        if "timestamp-query" in tiny_result["device"]["features"]:
+            assert split["gpu_us"] > 0
+
+
+def test_kernel_times_group_the_step_by_label(tiny_result):
+    for r in tiny_result["results"]:
+        kernels = r["kernels"]["by_label"]
+        labels = {k["label"] for k in kernels}
+        assert {"rmsnorm", "attention", "sample"} <= labels
+        assert any(label.endswith("(lm head)") for label in labels)
+        assert sum(k["dispatches"] for k in kernels) == r["step_split"]["dispatches"]
+        assert r["kernels"]["total_us"] > 0 and abs(sum(k["share"] for k in kernels) - 1) < 1e-6
+
+
+def test_peer_rows_pair_by_file_name_and_give_ratios(tiny_result, tmp_path):
+    """Fake llama-bench rows for the tiny file: the faster flash-attention setting is the peer's figure."""
+    file = tiny_result["results"][0]["file"]
+    row = lambda fa, n_prompt, n_gen, depth, ts: {  # noqa: E731
+        "model_filename": file, "flash_attn": fa, "n_prompt": n_prompt, "n_gen": n_gen, "n_depth": depth,
+        "avg_ts": ts, "stddev_ts": 1.0, "backends": "CUDA", "gpu_info": "test GPU", "build_commit": "abc"}
+    rows = [row(0, 20, 0, 0, 100.0), row(1, 20, 0, 0, 200.0), row(0, 0, 4, 0, 50.0), row(1, 0, 4, 0, 40.0),
+            row(1, 0, 4, 24, 30.0), row(1, 0, 4, 0, 999.0) | {"model_filename": "/elsewhere/other.gguf"}]
+    peer_file = tmp_path / "peer.json"
+    peer_file.write_text(json.dumps({"rows": rows}))
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(tiny_result))
+    paired = run.main(["--render", str(saved), "--peer-json", str(peer_file)])
+    ours = paired["results"][0]
+    assert ours["peer"]["prefill"]["tokens_per_s"] == 200.0 and ours["peer"]["prefill"]["flash_attn"] == 1
+    assert ours["peer"]["decode"]["0"]["tokens_per_s"] == 50.0 and ours["peer"]["decode"]["24"]["tokens_per_s"] == 30.0
+    assert ours["ours_over_peer"]["prefill"] == pytest.approx(ours["prefill"]["tokens_per_s"] / 200.0)
+    assert ours["ours_over_peer"]["decode_depth_24"] == pytest.approx(ours["decode"][1]["tokens_per_s"] / 30.0)
+    assert paired["results"][1]["peer"] is None  # no row names the qwen2 file
+    assert llama_bench.load_rows([peer_file]) == rows
+
+
+def test_synthetic_tokenizer_fills_the_vocabulary_with_unique_tokens():
+    tokens, types, merges = tokenizer(SHAPES["D"].vocab_size)
+    assert len(tokens) == len(set(tokens)) == len(types) == 151936
+    assert all(" " in m for m in merges)
