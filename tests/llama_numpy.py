@@ -4,7 +4,8 @@ Written from each architecture's paper and reference code, not from any of our G
 tests cannot share a bug with the engine. It owns nothing but a per-file cache of dequantized
 weights; it must not import notebook_llm.
 
-- llama: Touvron et al. 2023, "LLaMA", and Meta's reference `model.py`. Llama 3.1+ frequency
+- llama: Touvron et al. 2023, "LLaMA", and Meta's reference `model.py`; "linear" RoPE scaling as
+  transformers' linear rope type (positions divided by the factor). Llama 3.1+ frequency
   scaling: Meta's `apply_scaling` (llama-models), which the GGUF converter stores as per-frequency
   divisors in `rope_freqs.weight`. Mistral (Jiang et al. 2023): the same graph with sliding-window
   attention, a query attending to itself and the window - 1 positions before it.
@@ -22,7 +23,8 @@ weights; it must not import notebook_llm.
   the attention and FFN outputs each RMS-normed (post_attention_norm, post_feedforward_layernorm)
   before they join the residual; a GELU (tanh approximation) gate; layer i global when
   (i + 1) % 6 == 0 (`sliding_window_pattern`), the others local: a sliding window and RoPE base
-  10000 (`rope_local_base_freq`) instead of rope_theta; tied embeddings, no soft-capping.
+  10000 (`rope_local_base_freq`) instead of rope_theta, and no `rope_scaling` (4B-27B: linear
+  factor 8 in the global layers only); tied embeddings, no soft-capping.
 - qwen2, qwen3, phi3 and gemma3 rotate the halves (x[i], x[i + rope_dim/2]) of each head (transformers'
   `rotate_half`); GGUF llama files rotate adjacent pairs (2i, 2i+1), because llama.cpp's
   converter permutes the q/k rows of llama checkpoints (and only those).
@@ -74,6 +76,7 @@ class LlamaHyperparameters:
     rope_attn_factor: float = 1.0  # LongRoPE: cos and sin are multiplied by it
     rope_original_context: int | None = None  # LongRoPE: beyond this context the long factors apply
     sliding_window: int = 0  # 0 = full causal attention
+    rope_linear_factor: float = 1.0  # "linear" RoPE scaling: positions divided by it (Gemma 3: global layers only)
     # Gemma 3 (see the module docstring); the defaults are the other architectures' behaviour.
     sliding_window_pattern: int = 0  # > 0: layer i is global when (i + 1) % pattern == 0; 0: all local
     rope_local_base: float | None = None  # RoPE base of the local layers (None: rope_base)
@@ -134,8 +137,9 @@ def read_hyperparameters(reader: GGUFReader) -> LlamaHyperparameters:
         return _field(reader, template.format(arch=arch), default)
 
     scaling = key(Keys.Rope.SCALING_TYPE, "none")
-    if scaling not in ("none", "longrope") or float(key(Keys.Rope.SCALING_FACTOR, 1.0)) != 1.0:
-        raise NotImplementedError(f"RoPE scaling {scaling!r} is set; the reference has only frequency factors")
+    linear_factor = float(key(Keys.Rope.SCALING_FACTOR, 1.0)) if scaling == "linear" else 1.0
+    if scaling not in ("none", "longrope", "linear") or (scaling != "linear" and float(key(Keys.Rope.SCALING_FACTOR, 1.0)) != 1.0):
+        raise NotImplementedError(f"RoPE scaling {scaling!r} is set; the reference has linear scaling and frequency factors")
     dim = int(key(Keys.LLM.EMBEDDING_LENGTH))
     n_head = int(key(Keys.Attention.HEAD_COUNT))
     head_dim = int(key(Keys.Attention.KEY_LENGTH, dim // n_head))
@@ -167,6 +171,7 @@ def read_hyperparameters(reader: GGUFReader) -> LlamaHyperparameters:
         rope_attn_factor=float(key(Keys.Rope.SCALING_ATTN_FACTOR, 1.0)),
         rope_original_context=None if original == -1 else int(original),
         sliding_window=int(key(Keys.Attention.SLIDING_WINDOW, 0)),
+        rope_linear_factor=linear_factor,
         **gemma3,
     )
 
@@ -328,6 +333,9 @@ def attention(
         k = rms_norm(k, w.layer(i, "attn_k_norm"), hp.rms_eps)
     local = hp.is_local(i)
     base = hp.rope_local_base if local and hp.rope_local_base is not None else hp.rope_base
+    # Linear scaling (transformers: position_ids / factor); Gemma 3's local rotary embedding has none.
+    gemma_local = local and hp.rope_local_base is not None
+    positions = positions if gemma_local else positions / hp.rope_linear_factor
     rope = rope_half_split if hp.half_split_rope else rope_adjacent_pairs
     q = rope(q, positions, hp.rope_dim, base, freq_factors, hp.rope_attn_factor)
     k = rope(k, positions, hp.rope_dim, base, freq_factors, hp.rope_attn_factor)

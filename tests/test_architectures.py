@@ -1,6 +1,7 @@
 """Every architecture variant the graph runs, as a tiny random GGUF, against the numpy forward pass.
 
-Variants: Llama 3.x frequency scaling (rope_freqs), Qwen 2 (q/k/v biases, tied embeddings, halves
+Variants: Llama 3.x frequency scaling (rope_freqs), linear RoPE scaling (llama: every layer;
+Gemma 3 4B-27B: the global layers only), Qwen 2 (q/k/v biases, tied embeddings, halves
 RoPE), Qwen 3 (per-head q/k RMSNorm, head_dim != dim / n_head), Mistral (sliding window smaller
 than the prompt), Phi-3 (fused attn_qkv and gate·up, LongRoPE long and short factors, partial
 rotary), Gemma 3 (embedding scale, GeGLU, q/k norms, post-attention and post-FFN norms, five local
@@ -87,6 +88,18 @@ VARIANTS = {
              tied_embeddings=True, sliding_window=8, sliding_window_layers=(True,) * 5 + (False,),
              rope_freq_base=1e6, rope_freq_base_local=10000.0, attention_scale=1 / 8, head_dim=64),
         lambda w, ids: forward(w, ids, CONTEXT_WINDOW, sliding_window=-1),
+    ),
+    "gemma3_linear_rope_in_global_layers": Variant(
+        GEMMA3_OPTIONS | dict(rope_linear_factor=8.0),  # Gemma 3 4B-27B
+        dict(architecture="gemma3", rope_linear_factor=8.0),
+        lambda w, ids: forward(LlamaWeights(dataclasses.replace(w.hparams, rope_linear_factor=1.0), w.tensors),
+                               ids, CONTEXT_WINDOW),
+    ),
+    "llama_linear_rope": Variant(
+        dict(arch="llama", rope_linear_factor=4.0),
+        dict(architecture="llama", rope_linear_factor=4.0),
+        lambda w, ids: forward(LlamaWeights(dataclasses.replace(w.hparams, rope_linear_factor=1.0), w.tensors),
+                               ids, CONTEXT_WINDOW),
     ),
     "phi3_fused_longrope": Variant(
         dict(arch="phi3", context=256, long_rope_original_context=64),  # 128 > 64: the long factors
@@ -261,7 +274,7 @@ _TINY = {"block_count": 1, "context_length": 64, "embedding_length": 64, "feed_f
 
 @pytest.mark.parametrize("arch, extra, message", [
     ("qwen2", {"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0}, "RoPE scaling 'yarn'"),
-    ("llama", {"rope.scaling.type": "linear", "rope.scaling.factor": 2.0}, "RoPE scaling 'linear'"),
+    ("llama", {"rope.scaling.type": "yarn", "rope.scaling.factor": 2.0}, "RoPE scaling 'yarn'"),
     ("qwen3", {"attention.key_length": 32, "attention.value_length": 16}, "value_length 16 differs"),
     ("gemma3", {"final_logit_softcapping": 30.0}, "soft-capping"),
     ("gemma3", {"attn_logit_softcapping": 50.0}, "soft-capping"),

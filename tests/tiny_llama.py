@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import MODEL_ARCH_NAMES, MODEL_TENSOR, MODEL_TENSORS, TENSOR_NAMES, GGMLQuantizationType, GGUFWriter, TokenType
+from gguf import (
+    MODEL_ARCH_NAMES,
+    MODEL_TENSOR,
+    MODEL_TENSORS,
+    TENSOR_NAMES,
+    GGMLQuantizationType,
+    GGUFWriter,
+    RopeScalingType,
+    TokenType,
+)
 from gguf.quants import quantize
 
 Q = GGMLQuantizationType
@@ -310,6 +319,7 @@ def write_tiny_model(
     llama3_rope: Llama3Rope | None = None,
     long_rope_original_context: int | None = None,
     sliding_window: int | None = None,
+    rope_linear_factor: float | None = None,
 ) -> Path:
     """Write a random-weight GGUF of `arch` (llama, qwen2, qwen3, phi3, gemma3) to `path` and return the path.
 
@@ -325,6 +335,7 @@ def write_tiny_model(
     tensors, rope.scaling.original_context_length and the attention factor for `context`.
     sliding_window: attention.sliding_window (Mistral-style; a query sees itself and window - 1 before;
     for gemma3 only in its local layers).
+    rope_linear_factor: rope.scaling.type "linear" with this factor (Gemma 3 4B-27B: 8).
     gemma3 files default to GEMMA3_TYPES (under `types`): K-quant columns (q_dim for attn_output,
     ffn for ffn_down) must then be multiples of 256.
     """
@@ -356,6 +367,9 @@ def write_tiny_model(
     writer.add_quantization_version(2)
     if sliding_window is not None:
         writer.add_sliding_window(sliding_window)
+    if rope_linear_factor is not None:
+        writer.add_rope_scaling_type(RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(rope_linear_factor)
 
     extra: dict[str, np.ndarray] = {}
     if llama3_rope is not None:

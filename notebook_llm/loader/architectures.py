@@ -30,7 +30,8 @@ Gemma 3 as llama.cpp runs it (its GGUF holds no key for most of these): Gemma's 
 by (1 + w), and the converter stores 1 + w, so the norm weights are used as they are. Layer i is
 local when i % 6 < 5 (llama.cpp's `set_swa_pattern(6)`; a `sliding_window_pattern` key, when a file
 has one, overrides it), only if the file has attention.sliding_window. Local layers rotate with
-base 10000 (`rope.freq_base_swa` if present). The query scale is 1/sqrt(key_length), except for the
+base 10000 (`rope.freq_base_swa` if present) and are not "linear"-scaled (4B-27B scale the
+global layers' positions by 1/8). The query scale is 1/sqrt(key_length), except for the
 62-layer 27B model, whose query_pre_attn_scalar is dim / n_head. Gemma 3 has no logit
 soft-capping; a file that asks for it (Gemma 2) is refused.
 """
@@ -103,6 +104,9 @@ class ArchitectureConfig:
     eom_token_id: int | None = None
     rope_neox: bool = False  # RoPE pairs (i, i + rope_dim/2) instead of (2i, 2i+1)
     rope_attn_factor: float = 1.0  # cos and sin are multiplied by it (Phi-3 LongRoPE)
+    # "linear" RoPE scaling: positions divided by it; in Gemma 3 only in its global layers, as
+    # llama.cpp and transformers do (the local layers' RoPE is unscaled).
+    rope_linear_factor: float = 1.0
     rope_original_context_length: int | None = None  # LongRoPE: the short factors cover this much
     sliding_window: int = 0  # a query sees itself and the sliding_window - 1 keys before it; 0 = all
     qkv_bias: bool = False  # attn_{q,k,v}.bias (Qwen 2)
@@ -153,7 +157,7 @@ def read_config(f: ModelFile) -> ArchitectureConfig:
             raise ModelFormatError(f"{file_name}: metadata key {name!r} is missing; a {arch} GGUF must have it")
         return value
 
-    _check_rope_scaling(f, arch, key)
+    rope_linear_factor = _rope_linear_factor(f, arch, key)
     dim, n_head = int(key(Keys.LLM.EMBEDDING_LENGTH)), int(key(Keys.Attention.HEAD_COUNT))
     head_dim = key(Keys.Attention.KEY_LENGTH, None)
     if head_dim is None:
@@ -194,6 +198,7 @@ def read_config(f: ModelFile) -> ArchitectureConfig:
         eom_token_id=_token_id(f, Keys.Tokenizer.EOM_ID),
         rope_neox=ROPE_NEOX[arch],
         rope_attn_factor=float(key(Keys.Rope.SCALING_ATTN_FACTOR, 1.0)),
+        rope_linear_factor=rope_linear_factor,
         rope_original_context_length=None if original_context is None else int(original_context),
         sliding_window=sliding_window,
         qkv_bias=f.has_tensor(tensor_name(MODEL_TENSOR.ATTN_Q, 0, "bias")),
@@ -236,14 +241,18 @@ def _token_id(f: ModelFile, key: str) -> int | None:
     return None if value is None else int(value)
 
 
-def _check_rope_scaling(f: ModelFile, arch: str, key) -> None:
-    """Only the scalings carried by factor tensors are implemented (Llama 3.x, Phi-3 LongRoPE)."""
+def _rope_linear_factor(f: ModelFile, arch: str, key) -> float:
+    """The factor of "linear" RoPE scaling (positions divided by it; Gemma 3 4B-27B: 8), else 1.
+    The other implemented scalings are carried by factor tensors (Llama 3.x, Phi-3 LongRoPE)."""
     scaling = key(Keys.Rope.SCALING_TYPE, "none")
     factor = float(key(Keys.Rope.SCALING_FACTOR, 1.0) or 1.0)
+    if scaling == "linear" and factor > 0:
+        return factor
     if scaling not in ("none", "longrope") or factor != 1.0:
         raise ModelFormatError(
-            f"{f.path.name}: RoPE scaling {scaling!r} (factor {factor}) is not supported; supported: none, "
+            f"{f.path.name}: RoPE scaling {scaling!r} (factor {factor}) is not supported; supported: none, linear, "
             "Llama 3.x frequency factors (rope_freqs.weight), Phi-3 LongRoPE (rope_factors_long/short.weight)")
+    return 1.0
 
 
 # --- one layer's tensors ----------------------------------------------------------------------

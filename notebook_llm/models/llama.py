@@ -192,13 +192,14 @@ class LlamaModel:
         kv_bytes = self.context_window_size * cfg.n_kv_head * cfg.head_dim * f32
         self.k_cache = [c.empty(kv_bytes, label=f"k_cache.{i}") for i in range(cfg.n_layer)]
         self.v_cache = [c.empty(kv_bytes, label=f"v_cache.{i}") for i in range(cfg.n_layer)]
-        def table(base: float) -> wgpu.GPUBuffer:
+        def table(base: float, linear_factor: float) -> wgpu.GPUBuffer:
             return c.buffer(rope_table(self.context_window_size, cfg.rope_dim, base, self.rope_freq_factors,
-                                       cfg.rope_attn_factor), label=f"rope_base_{base:g}")
+                                       cfg.rope_attn_factor, linear_factor), label=f"rope_base_{base:g}")
 
-        self.rope = table(cfg.rope_freq_base)
-        local_base = cfg.rope_freq_base_local
-        self.rope_local = self.rope if local_base in (None, cfg.rope_freq_base) else table(local_base)
+        # Global layers, and every layer of an architecture without local ones (all "local" then).
+        self.rope = table(cfg.rope_freq_base, cfg.rope_linear_factor)
+        local_base = cfg.rope_freq_base_local  # Gemma 3: its own base, and no linear scaling
+        self.rope_local = self.rope if local_base is None else table(local_base, 1.0)
         u32 = lambda *v: np.array(v, np.uint32)  # noqa: E731
         eps = np.float32(cfg.rms_eps).view(np.uint32)
         self.norm_params = c.uniform(u32(cfg.dim, eps, 0, 0))

@@ -8,7 +8,9 @@ this table, not of the kernel:
 - frequency factors (Llama 3.x `rope_freqs`, Phi-3 LongRoPE `rope_factors_long/short`): pair i
   turns at base^(-2i / rope_dim) / factor[i], as ggml's rope applies its `freq_factors`;
 - an attention factor (Phi-3 LongRoPE): cos and sin are both multiplied by it, so q·k scores
-  grow by its square, as llama.cpp's `attn_factor` and transformers' `attention_scaling` do.
+  grow by its square, as llama.cpp's `attn_factor` and transformers' `attention_scaling` do;
+- "linear" scaling (Gemma 3 4B-27B's global layers): positions divided by a factor, which is every
+  frequency divided by it (llama.cpp's freq_scale = 1 / factor).
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ def inverse_frequencies(rope_dim: int, freq_base: float, freq_factors: np.ndarra
 
 def rope_table(
     max_context: int, rope_dim: int, freq_base: float,
-    freq_factors: np.ndarray | None = None, attn_factor: float = 1.0,
+    freq_factors: np.ndarray | None = None, attn_factor: float = 1.0, linear_factor: float = 1.0,
 ) -> np.ndarray:
-    """(attn_factor · cos θ, attn_factor · sin θ) for θ = p · inverse_frequencies(...)[i]:
+    """(attn_factor · cos θ, attn_factor · sin θ) for θ = p / linear_factor · inverse_frequencies(...)[i]:
     float32 [max_context, rope_dim / 2, 2]."""
-    inv_freq = inverse_frequencies(rope_dim, freq_base, freq_factors)
+    inv_freq = inverse_frequencies(rope_dim, freq_base, freq_factors) / float(linear_factor)
     angles = np.arange(max_context, dtype=np.float64)[:, None] * inv_freq[None, :]
     return (float(attn_factor) * np.stack([np.cos(angles), np.sin(angles)], axis=-1)).astype(np.float32)
