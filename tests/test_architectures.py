@@ -186,15 +186,15 @@ def test_matrices_bound_as_row_blocks_match_numpy(ctx, tmp_path, rng):
 def test_q4_k_m_files_with_mixed_layouts_in_fused_matrices_match_numpy(ctx, tmp_path, rng):
     """A llama.cpp Q4_K_M file stores attn_q and attn_k as Q4_K but attn_v as Q6_K: the fused QKV is
     bound as two row blocks of different layouts (q4g32f, q8g16f), each its own dispatch; likewise a
-    Q4_K gate with a Q6_K up. The output and the embedding are Q6_K and Q4_K."""
+    Q4_K gate with a Q5_K up (as in Q5_K_M files). The output and the embedding are Q6_K and Q4_K."""
     types = {"attn_q": Q.Q4_K, "attn_k": Q.Q4_K, "attn_v": Q.Q6_K, "attn_output": Q.Q4_K, "ffn_gate": Q.Q4_K,
-             "ffn_up": Q.Q6_K, "ffn_down": Q.Q6_K, "token_embd": Q.Q4_K, "output": Q.Q6_K}
+             "ffn_up": Q.Q5_K, "ffn_down": Q.Q6_K, "token_embd": Q.Q4_K, "output": Q.Q6_K}
     path = write_tiny_model(tmp_path / "q4_k_m.gguf", seed=int(rng.integers(2**31)), dim=256, n_head=4,
                             n_kv_head=2, ffn=256, types=types)
     model = LlamaModel(ctx, GGUFModelFile(path), CONTEXT_WINDOW, CHUNK)
     assert [b.layout for b in model.layers[0]["qkv"].blocks] == ["q4g32f", "q8g16f"]
     assert [b.row_offset for b in model.layers[0]["qkv"].blocks] == [0, 256 + 128]
-    assert [b.layout for b in model.layers[0]["gate_up"].blocks] == ["q4g32f", "q8g16f"]
+    assert [b.layout for b in model.layers[0]["gate_up"].blocks] == ["q4g32f", "q8g32f"]
     ids = rng.integers(0, model.config.vocab_size, size=40).tolist()
     assert relative_error(model.forward_logits(ids), numpy_llama_logits(path, ids, CONTEXT_WINDOW)) < LOGIT_BOUND
     prompt = ids[:19]

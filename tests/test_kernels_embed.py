@@ -3,8 +3,8 @@
 Bound: exact (the float32 bits compared). The kernel computes each weight with the same float32
 formula as `dequantize`, and every step of it is correctly rounded the same way on both sides:
 f16 → f32 is exact; the products scale·q of q8g32 and q8g16f are exact (an f16 or an f16×int8
-scale times an int8 code fits float32's 24 bits); in q4g32's and q4g32f's scale·q + min the
-product is exact too (at most 11 + 6 + 4 bits), so only the addition rounds — whether or not the
+scale times an int8 code fits float32's 24 bits); in q4g32's, q4g32f's and q8g32f's scale·q + min
+the product is exact too (at most 11 + 6 + 5 bits), so only the addition rounds — whether or not the
 shader compiler fuses it into an fma. Gemma's SCALE multiplies each value once more: one rounded
 product on both sides. No summation, so no order effects: any differing bit is a bug.
 """
@@ -19,7 +19,7 @@ from notebook_llm.loader.repack import PackedWeight, dequantize, repack, split_r
 
 from .tiny_llama import K_QUANTS, quantize_any
 
-TYPES = [QT.Q4_0, QT.Q4_1, QT.Q4_K, QT.Q5_0, QT.Q8_0, QT.Q6_K, QT.F16, QT.F32]
+TYPES = [QT.Q4_0, QT.Q4_1, QT.Q4_K, QT.Q5_0, QT.Q5_1, QT.Q5_K, QT.Q8_0, QT.Q6_K, QT.F16, QT.F32]
 
 
 def random_weight(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> PackedWeight:

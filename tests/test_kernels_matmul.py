@@ -23,9 +23,9 @@ from .conftest import relative_error
 from .tiny_llama import K_QUANTS, quantize_any
 
 BOUND = 1e-5
-# Every type a GGUF file may hold, so every layout: q4g32 (Q4_0, Q4_1), q4g32f (Q4_K),
-# q8g32 (Q5_0, Q8_0), q8g16f (Q6_K), f16, f32.
-TYPES = [QT.Q4_0, QT.Q4_1, QT.Q4_K, QT.Q5_0, QT.Q8_0, QT.Q6_K, QT.F16, QT.F32]
+# Every type the loader repacks, so every layout: q4g32 (Q4_0, Q4_1), q4g32f (Q4_K),
+# q8g32 (Q5_0, Q8_0), q8g32f (Q5_1, Q5_K), q8g16f (Q6_K), f16, f32.
+TYPES = [QT.Q4_0, QT.Q4_1, QT.Q4_K, QT.Q5_0, QT.Q5_1, QT.Q5_K, QT.Q8_0, QT.Q6_K, QT.F16, QT.F32]
 MAX_WORKGROUPS = 65535
 
 
@@ -42,7 +42,7 @@ def odd_width(qtype: QT) -> int:
     256 for K-quants, 77 × 8 for floats."""
     if qtype in K_QUANTS:
         return 768
-    return 608 if qtype in (QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q8_0) else 616
+    return 608 if qtype in (QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1, QT.Q8_0) else 616
 
 
 def params(rows: int, cols: int, row_offset: int = 0, out_rows: int = 0) -> np.ndarray:

@@ -241,8 +241,8 @@ def random_matrix(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
 
 # K-quants come in 256-wide super-blocks: a single block, an odd count, and Gemma 3's ffn_down.
 K_QUANT_SHAPES = ((7, 256), (33, 768), (640, 2048))
-K_QUANT_BLOCK_BYTES = {QT.Q4_K: 144, QT.Q6_K: 210}
-K_QUANT_F16_OFFSETS = {QT.Q4_K: (0, 2), QT.Q6_K: (208,)}  # d (and dmin)
+K_QUANT_BLOCK_BYTES = {QT.Q4_K: 144, QT.Q5_K: 176, QT.Q6_K: 210}
+K_QUANT_F16_OFFSETS = {QT.Q4_K: (0, 2), QT.Q5_K: (0, 2), QT.Q6_K: (208,)}  # d (and dmin)
 
 
 def random_k_quant_bytes(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> np.ndarray:
@@ -299,16 +299,24 @@ def test_repacked_q6_k_matches_gguf_dequantize(rng, tmp_path):
     check_random_matrices_repack_exactly(QT.Q6_K, rng, tmp_path)
 
 
-@pytest.mark.parametrize("qtype", [QT.Q4_K, QT.Q6_K])
+def test_repacked_q5_k_matches_gguf_dequantize(rng, tmp_path):
+    check_random_matrices_repack_exactly(QT.Q5_K, rng, tmp_path)
+
+
+def test_repacked_q5_1_matches_gguf_dequantize(rng, tmp_path):
+    check_random_matrices_repack_exactly(QT.Q5_1, rng, tmp_path)
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_K, QT.Q5_K, QT.Q6_K])
 def test_k_quant_test_quantizer_writes_blocks_gguf_reads_back_close(rng, qtype):
     """tests/tiny_llama.py's K-quant quantizer (for tiny model files) writes valid blocks: gguf's
     dequantizer gives the values back within the format's rounding (relative error ~8% for
-    4-bit Q4_K, ~2% for 6-bit Q6_K on normal data)."""
+    4-bit Q4_K, ~4% for Q5_K, ~2% for 6-bit Q6_K on normal data)."""
     values = rng.standard_normal((9, 512)).astype(np.float32)
     values[3] = 0.0
     restored = gguf_quants.dequantize(quantize_any(values, qtype), qtype).reshape(values.shape)
     error = np.linalg.norm(restored - values) / np.linalg.norm(values)
-    assert error < (0.1 if qtype == QT.Q4_K else 0.03)
+    assert error < {QT.Q4_K: 0.1, QT.Q5_K: 0.05, QT.Q6_K: 0.03}[qtype]
     assert np.all(restored[3] == 0.0)
 
 
@@ -316,7 +324,7 @@ def test_split_rows_cuts_a_matrix_into_bindings_that_fit(rng):
     """An embedding larger than one storage binding is bound as row blocks; the blocks hold the
     matrix's rows in order and each fits the limit."""
     values = rng.standard_normal((100, 256)).astype(np.float32)
-    for qtype in (QT.Q8_0, QT.Q4_K, QT.Q6_K, QT.F32):
+    for qtype in (QT.Q8_0, QT.Q4_K, QT.Q5_K, QT.Q6_K, QT.F32):
         packed = repack(quantize_any(values, qtype), qtype, 100, 256)
         limit = 30 * (packed.codes.nbytes // 100) + 5
         blocks = split_rows(packed, limit)

@@ -76,7 +76,7 @@ MERGES = (
 
 # --- K-quants: the gguf package dequantizes them but has no quantizer, so tiny files quantize here ---
 
-K_QUANTS = (Q.Q4_K, Q.Q6_K)
+K_QUANTS = (Q.Q4_K, Q.Q5_K, Q.Q6_K)
 SUPER_BLOCK = 256
 
 
@@ -84,14 +84,16 @@ def _f16(values: np.ndarray) -> np.ndarray:
     return values.astype(np.float16)
 
 
-def quantize_q4_k(values: np.ndarray) -> np.ndarray:
+def quantize_q4_k(values: np.ndarray, bits: int = 4) -> np.ndarray:
     """[rows, cols] float → Q4_K bytes [rows, cols / 256 * 144]: per 32 weights a 6-bit scale and
     6-bit min under the super-block's f16 d and dmin; w ≈ d·sc·q − dmin·m with q in 0..15.
-    A plain round-to-nearest fit (llama.cpp searches for better scales; any valid block will do)."""
+    A plain round-to-nearest fit (llama.cpp searches for better scales; any valid block will do).
+    bits=5: Q5_K bytes [rows, cols / 256 * 176], q in 0..31, its fifth bits in 32 bytes after the scales."""
     rows, cols = values.shape
+    top = 2**bits - 1
     x = values.astype(np.float32).reshape(rows, cols // SUPER_BLOCK, 8, 32)
     low = np.minimum(x.min(axis=-1), 0.0)
-    scale = (x.max(axis=-1) - low) / 15.0
+    scale = (x.max(axis=-1) - low) / top
     minimum = -low
     d = _f16(scale.max(axis=-1, keepdims=True) / 63.0)
     dmin = _f16(minimum.max(axis=-1, keepdims=True) / 63.0)
@@ -99,14 +101,20 @@ def quantize_q4_k(values: np.ndarray) -> np.ndarray:
         sc = np.nan_to_num(np.rint(scale / d.astype(np.float32))).clip(0, 63).astype(np.uint8)
         m = np.nan_to_num(np.rint(minimum / dmin.astype(np.float32))).clip(0, 63).astype(np.uint8)
         step = (d.astype(np.float32) * sc)[..., None]
-        q = np.nan_to_num(np.rint((x + (dmin.astype(np.float32) * m)[..., None]) / step)).clip(0, 15).astype(np.uint8)
+        q = np.nan_to_num(np.rint((x + (dmin.astype(np.float32) * m)[..., None]) / step)).clip(0, top).astype(np.uint8)
     packed = np.empty((rows, cols // SUPER_BLOCK, 12), np.uint8)
     packed[..., 0:4] = (sc[..., 0:4] & 63) | ((sc[..., 4:8] >> 4) << 6)
     packed[..., 4:8] = (m[..., 0:4] & 63) | ((m[..., 4:8] >> 4) << 6)
     packed[..., 8:12] = (sc[..., 4:8] & 0x0F) | ((m[..., 4:8] & 0x0F) << 4)
+    fifth_bits = []
+    if bits == 5:  # bit s of byte l: the fifth bit of weight l of sub-block s
+        fifth = (q >> 4) << np.arange(8, dtype=np.uint8)[:, None]  # [rows, n, 8, 32]
+        fifth_bits = [np.bitwise_or.reduce(fifth, axis=-2).astype(np.uint8)]
+        q = q & 0x0F
     q = q.reshape(rows, cols // SUPER_BLOCK, 4, 2, 32)  # chunk j of 64: low half, high half
     qs = (q[..., 0, :] | (q[..., 1, :] << 4)).reshape(rows, cols // SUPER_BLOCK, 128)
-    blocks = np.concatenate([d.view(np.uint8).reshape(rows, -1, 2), dmin.view(np.uint8).reshape(rows, -1, 2), packed, qs], axis=-1)
+    blocks = np.concatenate([d.view(np.uint8).reshape(rows, -1, 2), dmin.view(np.uint8).reshape(rows, -1, 2), packed,
+                             *fifth_bits, qs], axis=-1)
     return blocks.reshape(rows, -1)
 
 
@@ -134,6 +142,8 @@ def quantize_any(values: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
     """The bytes a file stores for `values` in `qtype`: gguf's quantizer, or the K-quant ones above."""
     if qtype == Q.Q4_K:
         return quantize_q4_k(np.atleast_2d(values))
+    if qtype == Q.Q5_K:
+        return quantize_q4_k(np.atleast_2d(values), bits=5)
     if qtype == Q.Q6_K:
         return quantize_q6_k(np.atleast_2d(values))
     return quantize(values, qtype)

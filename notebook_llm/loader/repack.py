@@ -14,6 +14,9 @@ arrays the kernels bind as `weight_codes` and `weight_scales`:
            w = scale * q. Exact for GGUF Q8_0 and Q5_0 (its 5-bit code minus 16 as the int8 code).
 - `q8g16f`: codes as q8g32; scales [rows, K/16] float32 bits, one per group of 16; w = scale * q.
            Exact for GGUF Q6_K (code q − 32 in −32..31, scale d·sc with sc an int8: 19 bits).
+- `q8g32f`: codes as q8g32; scales as q4g32f, (scale, min) float32 per group of 32;
+           w = scale * q + min. Exact for GGUF Q5_K (5-bit codes, d·sc and −dmin·m as for Q4_K)
+           and Q5_1 (f16 d and m).
 - `f16`:   codes  [rows, K/2]   two f16 per word (element k in half k%2); scales unused.
 - `f32`:   codes  [rows, K]     float32 bits; scales unused.
 
@@ -26,6 +29,8 @@ K-quant block layouts (ggml's, 256 weights per super-block):
 - Q4_K, 144 bytes: f16 d, f16 dmin, 12 bytes of eight 6-bit scales sc and eight 6-bit mins m,
   128 bytes of nibbles. Sub-block s (32 weights) is w = d·sc[s]·q − dmin·m[s]; weights 64j..64j+31
   are the low nibbles of bytes 32j..32j+31, weights 64j+32..64j+63 their high nibbles.
+- Q5_K, 176 bytes: d, dmin and the 12 scale bytes as Q4_K, then 32 bytes qh, 128 bytes of nibbles
+  laid out as Q4_K's; bit s of qh[l] is the fifth bit of weight l of sub-block s.
 - Q6_K, 210 bytes: 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits), 16 int8 scales, f16 d.
   Group g of 16 weights is w = d·scale[g]·(q − 32). In half h (128 weights), weight 32k + l takes
   its low bits from byte l (k = 0, 2) or l + 32 (k = 1, 3) of ql[64h:], low nibble for k < 2, and
@@ -44,10 +49,10 @@ from ..errors import ModelFormatError
 GROUP = 32
 SUPER_BLOCK = 256  # weights per K-quant block
 LAYOUT_OF_TYPE = {
-    QT.Q4_0: "q4g32", QT.Q4_1: "q4g32", QT.Q4_K: "q4g32f", QT.Q5_0: "q8g32", QT.Q8_0: "q8g32",
-    QT.Q6_K: "q8g16f", QT.F16: "f16", QT.F32: "f32",
+    QT.Q4_0: "q4g32", QT.Q4_1: "q4g32", QT.Q4_K: "q4g32f", QT.Q5_0: "q8g32", QT.Q5_1: "q8g32f",
+    QT.Q5_K: "q8g32f", QT.Q8_0: "q8g32", QT.Q6_K: "q8g16f", QT.F16: "f16", QT.F32: "f32",
 }
-SCALED_LAYOUTS = ("q4g32", "q4g32f", "q8g32", "q8g16f")  # the others bind one unused zero word as scales
+SCALED_LAYOUTS = ("q4g32", "q4g32f", "q8g32", "q8g32f", "q8g16f")  # the others bind one unused zero word as scales
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,9 @@ def _q8g32(codes: np.ndarray, d: np.ndarray, rows: int, cols: int) -> PackedWeig
     return PackedWeight("q8g32", rows, cols, words.ravel().copy(), scales.ravel())
 
 
-def _q4_k(raw: np.ndarray, rows: int, cols: int) -> PackedWeight:
-    blocks = _blocks(raw, rows, cols, QT.Q4_K, SUPER_BLOCK)  # [rows, n, 144]
+def _k_scales(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K / Q5_K super-blocks [..., bytes] → (scale, min) float32 [..., 8] of their sub-blocks:
+    d·sc and −dmin·m, both exact (11 × 6 bits; negation is exact)."""
     d = _f16_field(blocks, 0).astype(np.float32)[..., None]
     dmin = _f16_field(blocks, 2).astype(np.float32)[..., None]
     packed = blocks[..., 4:16]
@@ -112,12 +118,47 @@ def _q4_k(raw: np.ndarray, rows: int, cols: int) -> PackedWeight:
     # nibble (scale) or high nibble (min) of bytes 8..11, plus the top two bits of bytes 0..3 / 4..7.
     sc = np.concatenate([low6[..., 0:4], (packed[..., 8:12] & 0x0F) | (high2[..., 0:4] << 4)], axis=-1)
     m = np.concatenate([low6[..., 4:8], (packed[..., 8:12] >> 4) | (high2[..., 4:8] << 4)], axis=-1)
-    scale = d * sc.astype(np.float32)  # exact: 11 × 6 bits
-    minimum = -(dmin * m.astype(np.float32))  # exact, and negation is exact
-    qs = blocks[..., 16:144].reshape(rows, -1, 4, 1, 32)  # [rows, n, chunk j, 1, 32 bytes]
-    codes = np.concatenate([qs & 0x0F, qs >> 4], axis=-2)  # [rows, n, j, low/high, 32]: element order
-    scales = np.stack([_f32_bits(scale), _f32_bits(minimum)], axis=-1)  # [rows, n, 8, 2]
-    return PackedWeight("q4g32f", rows, cols, _pack_nibbles(codes.reshape(rows, cols)).ravel(), scales.ravel())
+    return d * sc.astype(np.float32), -(dmin * m.astype(np.float32))
+
+
+def _scale_min_words(scale: np.ndarray, minimum: np.ndarray) -> np.ndarray:
+    """float32 (scale, min) per group, interleaved, as u32 words."""
+    return np.stack([_f32_bits(scale), _f32_bits(minimum)], axis=-1).ravel()
+
+
+def _k_nibbles(qs: np.ndarray) -> np.ndarray:
+    """128 bytes per super-block [..., 128] → 256 codes in weight order [..., 8, 32]: weights 64j..
+    64j+31 are the low nibbles of bytes 32j..32j+31, the next 32 their high nibbles."""
+    qs = qs.reshape(*qs.shape[:-1], 4, 1, 32)
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=-2).reshape(*qs.shape[:-3], 8, 32)
+
+
+def _q4_k(raw: np.ndarray, rows: int, cols: int) -> PackedWeight:
+    blocks = _blocks(raw, rows, cols, QT.Q4_K, SUPER_BLOCK)  # [rows, n, 144]
+    scale, minimum = _k_scales(blocks)
+    codes = _k_nibbles(blocks[..., 16:144])
+    return PackedWeight("q4g32f", rows, cols, _pack_nibbles(codes.reshape(rows, cols)).ravel(), _scale_min_words(scale, minimum))
+
+
+def _q5_k(raw: np.ndarray, rows: int, cols: int) -> PackedWeight:
+    blocks = _blocks(raw, rows, cols, QT.Q5_K, SUPER_BLOCK)  # [rows, n, 176]
+    scale, minimum = _k_scales(blocks)
+    qh = blocks[..., 16:48][..., None, :]  # [rows, n, 1, 32]
+    high = (qh >> np.arange(8, dtype=np.uint8)[:, None]) & 1  # [rows, n, sub-block s, 32]
+    codes = (_k_nibbles(blocks[..., 48:176]) | (high << 4)).astype(np.int8)
+    words = np.ascontiguousarray(codes).reshape(rows, cols).view(np.uint32)
+    return PackedWeight("q8g32f", rows, cols, words.ravel().copy(), _scale_min_words(scale, minimum))
+
+
+def _q5_1(raw: np.ndarray, rows: int, cols: int) -> PackedWeight:
+    blocks = _blocks(raw, rows, cols, QT.Q5_1)  # [rows, groups, 24]: f16 d, f16 m, u32 high bits, 16 bytes
+    high_bits = blocks[..., 4:8].copy().view(np.uint32)
+    high = ((high_bits >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8)
+    qs = blocks[..., 8:24]
+    codes = (np.concatenate([qs & 0x0F, qs >> 4], axis=-1) | (high << 4)).astype(np.int8)
+    words = np.ascontiguousarray(codes).reshape(rows, cols).view(np.uint32)
+    scale, minimum = _f16_field(blocks, 0).astype(np.float32), _f16_field(blocks, 2).astype(np.float32)
+    return PackedWeight("q8g32f", rows, cols, words.ravel().copy(), _scale_min_words(scale, minimum))
 
 
 def _q6_k(raw: np.ndarray, rows: int, cols: int) -> PackedWeight:
@@ -161,6 +202,10 @@ def repack(raw: np.ndarray, qtype: QT, rows: int, cols: int) -> PackedWeight:
         return PackedWeight("q4g32", rows, cols, packed_codes.ravel(), scales.ravel())
     if qtype == QT.Q4_K:
         return _q4_k(raw, rows, cols)
+    if qtype == QT.Q5_K:
+        return _q5_k(raw, rows, cols)
+    if qtype == QT.Q5_1:
+        return _q5_1(raw, rows, cols)
     if qtype == QT.Q6_K:
         return _q6_k(raw, rows, cols)
     if qtype == QT.Q5_0:
@@ -251,6 +296,10 @@ def dequantize(w: PackedWeight) -> np.ndarray:
         q = w.codes.view(np.int8).reshape(rows, cols // GROUP, GROUP).astype(np.float32)
         halves = np.stack([_half(w.scales), _half(w.scales >> 16)], axis=-1).reshape(rows, -1)
         return (halves[:, : cols // GROUP, None] * q).reshape(rows, cols)
+    if w.layout == "q8g32f":
+        q = w.codes.view(np.int8).reshape(rows, cols // GROUP, GROUP).astype(np.float32)
+        scale_min = w.scales.view(np.float32).reshape(rows, cols // GROUP, 2, 1)
+        return (scale_min[:, :, 0] * q + scale_min[:, :, 1]).reshape(rows, cols)
     if w.layout == "q8g16f":
         q = w.codes.view(np.int8).reshape(rows, cols // 16, 16).astype(np.float32)
         return (w.scales.view(np.float32).reshape(rows, cols // 16, 1) * q).reshape(rows, cols)
