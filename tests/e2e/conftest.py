@@ -57,6 +57,12 @@ class JupyterLab:
         path.write_text(json.dumps(notebook))
         return path
 
+    def shutdown_kernels(self) -> None:
+        """Stop every kernel (a test's model and worker threads must not slow the next test)."""
+        for kernel in self.api("kernels"):
+            request = urllib.request.Request(self.url(f"api/kernels/{kernel['id']}"), method="DELETE")
+            urllib.request.urlopen(request, timeout=30).close()
+
     def api(self, path: str) -> object:
         with urllib.request.urlopen(self.url(f"api/{path}"), timeout=10) as response:
             return json.load(response)
@@ -100,7 +106,7 @@ def jupyterlab(tmp_path_factory) -> JupyterLab:
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # closed after the module: Playwright's sync API holds an event loop
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):

@@ -109,3 +109,4 @@ def test_chat_widget_streams_and_stops(jupyterlab, page):
     timings = {"enter_to_first_token_s": round(first_token_s, 3), "partial_chars": len(partial)}
     (ARTIFACTS / "chat-timings.json").write_text(json.dumps(timings, indent=2))
     print(f"\nEnter → first streamed token in the browser: {first_token_s:.2f} s")
+
