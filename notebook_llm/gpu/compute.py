@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import os
+
 import numpy as np
 import wgpu
 
 from .device import Device, create_device
 from .shaders import PipelineCache
+
+try:  # wgpu-native's C functions, called directly on the per-step path (see `encode`)
+    from wgpu.backends.wgpu_native._ffi import ffi as _ffi, lib as _lib
+
+    _RAW_ENCODE = all(hasattr(_lib, f"wgpuComputePassEncoder{name}") for name in ("SetPipeline", "SetBindGroup", "DispatchWorkgroups"))
+except ImportError:  # another wgpu backend: the wrappers only
+    _RAW_ENCODE = False
 
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.COPY_SRC
 UNIFORM = wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST
@@ -92,16 +101,26 @@ class GpuContext:
         return Dispatch(pipeline, bind_group, groups, label=f"{kernel}_{weights}" if weights else kernel)
 
     def encode(self, encoder: wgpu.GPUCommandEncoder, dispatches: list[Dispatch], timestamp_writes=None) -> None:
-        """Record `dispatches` into one compute pass of `encoder`."""
+        """Record `dispatches` into one compute pass of `encoder`.
+
+        A decode step records a few hundred dispatches, so this loop is on the per-token path.
+        wgpu-py's wrappers cost about 4x the C calls they make (error capture, argument
+        conversion; measured in DESIGN.md), so the loop calls wgpu-native directly. Errors the
+        wrappers would raise here surface at `encoder.finish()` instead, where WebGPU reports
+        encoding errors anyway; NOTEBOOK_LLM_SAFE_ENCODE=1 selects the wrappers (debugging).
+        """
         kwargs = {"timestamp_writes": timestamp_writes} if timestamp_writes else {}
         compute_pass = encoder.begin_compute_pass(**kwargs)
-        last_pipeline = None
-        for d in dispatches:
-            if d.pipeline is not last_pipeline:
-                compute_pass.set_pipeline(d.pipeline)
-                last_pipeline = d.pipeline
-            compute_pass.set_bind_group(0, d.bind_group)
-            compute_pass.dispatch_workgroups(*d.workgroups)
+        if _RAW_ENCODE and not os.environ.get("NOTEBOOK_LLM_SAFE_ENCODE"):
+            _record_raw(compute_pass, dispatches)
+        else:
+            last_pipeline = None
+            for d in dispatches:
+                if d.pipeline is not last_pipeline:
+                    compute_pass.set_pipeline(d.pipeline)
+                    last_pipeline = d.pipeline
+                compute_pass.set_bind_group(0, d.bind_group)
+                compute_pass.dispatch_workgroups(*d.workgroups)
         compute_pass.end()
 
     def run(self, dispatches: list[Dispatch]) -> None:
@@ -109,3 +128,21 @@ class GpuContext:
         encoder = self.device.create_command_encoder()
         self.encode(encoder, dispatches)
         self.queue.submit([encoder.finish()])
+
+
+def _record_raw(compute_pass: wgpu.GPUComputePassEncoder, dispatches: list[Dispatch]) -> None:
+    """The dispatch loop as bare wgpu-native calls (the handles stay alive: each Dispatch holds
+    its pipeline and bind group, and the caller holds the dispatches until submit)."""
+    handle = compute_pass._internal
+    set_pipeline = _lib.wgpuComputePassEncoderSetPipeline
+    set_bind_group = _lib.wgpuComputePassEncoderSetBindGroup
+    dispatch = _lib.wgpuComputePassEncoderDispatchWorkgroups
+    no_offsets = _ffi.NULL
+    last_pipeline = None
+    for d in dispatches:
+        if d.pipeline is not last_pipeline:
+            set_pipeline(handle, d.pipeline._internal)
+            last_pipeline = d.pipeline
+        set_bind_group(handle, 0, d.bind_group._internal, 0, no_offsets)
+        x, y, z = d.workgroups
+        dispatch(handle, x, y, z)
