@@ -38,10 +38,11 @@ VRAM_ENV = "NOTEBOOK_LLM_VRAM_MB"
 # (tests/test_architectures.py): llama (incl. Llama 3.x rope_freqs and Mistral's sliding window),
 # qwen2, qwen3, phi3, gemma3 — gemma3 also end to end against llama.cpp on the real Gemma 3 270M
 # Q4_K_M file (tests/test_gemma3_llamacpp.py). The tokenizer is a separate condition: byte-level
-# BPE with the gpt2 / smollm / starcoder / refact pre-tokenizers and SentencePiece BPE
-# (tokenizer.ggml.model "llama": Gemma, Llama 2, Mistral) are mapped (loader/tokenizer.py), so real
-# Llama 3 ("llama-bpe") and Qwen ("qwen2") files stop there with a ModelFormatError naming their
-# tokenizer.
+# BPE with the pre-tokenizers of Llama 3 ("llama-bpe"), Qwen 2/2.5/3 and DeepSeek-R1-Distill-Qwen
+# ("qwen2", "deepseek-r1-qwen"), SmolLM ("smollm"), GPT-2, StarCoder and their aliases, and
+# SentencePiece BPE (tokenizer.ggml.model "llama": Gemma, Llama 2, Mistral) are mapped
+# (loader/tokenizer.py, held to llama.cpp's ids); other pre types stop with a ModelFormatError
+# naming them.
 SUPPORTED_MODEL_LIBS = frozenset({"llama-gguf", "qwen2-gguf", "qwen3-gguf", "phi3-gguf", "gemma3-gguf"})
 
 MODEL_TYPES = ("LLM", "VLM", "embedding")

@@ -3,7 +3,10 @@
 Reference ids: tests/data/smollm2_tokenizer_cases.json (byte-level BPE, SmolLM2), written once by
 scripts/make_tokenizer_reference.py, and tests/data/gemma3_tokenizer_cases.json (SentencePiece,
 Gemma 3 270M; also the same vocabulary with add_space_prefix, as Llama 2 and Mistral files have it),
-written by scripts/make_gemma3_tokenizer_reference.py, both with llama-cpp-python (CI has no llama.cpp).
+written by scripts/make_gemma3_tokenizer_reference.py, and tests/data/pre_tokenizer_cases.json (SmolLM2's
+vocabulary plus a few tokens, under every tokenizer.ggml.pre value the loader maps: Llama 3's llama-bpe,
+Qwen's qwen2, ...), written by scripts/make_pre_tokenizer_reference.py, all with llama-cpp-python (CI has
+no llama.cpp).
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import pytest
 from notebook_llm.errors import InvalidRequestError, ModelFormatError
 from notebook_llm.loader.gguf_file import GGUFModelFile
 from notebook_llm.loader.models_offline import default_model_path
-from notebook_llm.loader.tokenizer import GGUFTokenizer
+from notebook_llm.loader.tokenizer import PRE_TOKENIZERS, GGUFTokenizer
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "smollm2_tokenizer_cases.json").read_text(encoding="utf-8"))
 CASES = REFERENCE["cases"]
 GEMMA3_REFERENCE = json.loads((Path(__file__).parent / "data" / "gemma3_tokenizer_cases.json").read_text(encoding="utf-8"))
 GEMMA3_CASES = GEMMA3_REFERENCE["cases"]
+PRE_REFERENCE = json.loads((Path(__file__).parent / "data" / "pre_tokenizer_cases.json").read_text(encoding="utf-8"))
 
 
 def cases_of(kind: str) -> list:
@@ -246,8 +250,108 @@ def test_sentencepiece_needs_a_score_per_token():
 
 
 def test_unknown_pre_tokenizer_is_rejected_by_name():
-    with pytest.raises(ModelFormatError, match="tokenizer.ggml.pre = 'qwen2' is not supported"):
-        GGUFTokenizer.from_gguf(tiny_vocabulary(tokenizer__ggml__pre="qwen2"))
+    # "tekken" (Mistral Nemo) and "gpt-4o" are llama.cpp pre types whose regexes are not implemented here.
+    for pre in ("tekken", "gpt-4o", "gpt2"):
+        with pytest.raises(ModelFormatError, match=f"tokenizer.ggml.pre = '{pre}' is not supported.*'llama-bpe'"):
+            GGUFTokenizer.from_gguf(tiny_vocabulary(tokenizer__ggml__pre=pre))
+
+
+def test_missing_pre_tokenizer_is_rejected_rather_than_guessed():
+    with pytest.raises(ModelFormatError, match="no tokenizer.ggml.pre"):
+        GGUFTokenizer.from_gguf(tiny_vocabulary(tokenizer__ggml__pre=None))
+
+
+# --- tokenizer.ggml.pre: each pre type against llama.cpp -----------------------------------------
+
+
+class WithPreTokenizer:
+    """SmolLM2's metadata with the reference's added tokens and merges, tokenizer.ggml.pre = `pre`,
+    and no tokenizer.ggml.add_bos_token, as scripts/make_pre_tokenizer_reference.py wrote the files."""
+
+    def __init__(self, model: GGUFModelFile, pre: str, **keys):
+        added = PRE_REFERENCE["added_tokens"]
+        self.keys = {
+            "tokenizer.ggml.pre": pre,
+            "tokenizer.ggml.add_bos_token": None,
+            "tokenizer.ggml.tokens": [*model.metadata("tokenizer.ggml.tokens"), *(token for token, _ in added)],
+            "tokenizer.ggml.merges": [*model.metadata("tokenizer.ggml.merges"), *(merge for _, merge in added if merge)],
+            "tokenizer.ggml.token_type": [*model.metadata("tokenizer.ggml.token_type"), *[1] * len(added)],
+            **{key.replace("__", "."): value for key, value in keys.items()},
+        }
+        self.model = model
+
+    def metadata(self, key, default=None):
+        if key in self.keys:
+            return default if self.keys[key] is None else self.keys[key]
+        return self.model.metadata(key, default)
+
+
+@pytest.fixture(scope="module")
+def smollm2_file() -> GGUFModelFile:
+    model = GGUFModelFile(default_model_path())
+    assert PRE_REFERENCE["model_file"] == model.path.name
+    return model
+
+
+def pre_type_groups() -> list:
+    """One param per distinct spec (the names llama.cpp treats alike), so each tokenizer is built once."""
+    groups: dict = {}
+    for name, spec in PRE_TOKENIZERS.items():
+        groups.setdefault(spec, []).append(name)
+    return [pytest.param(names, id="+".join(names)) for names in groups.values()]
+
+
+@pytest.mark.slow
+def test_pre_tokenizer_reference_covers_every_mapped_pre_type():
+    cases = PRE_REFERENCE["cases"]
+    assert {case["pre"] for case in cases} == set(PRE_TOKENIZERS)
+    assert all(sum(case["pre"] == name for case in cases) >= 45 for name in PRE_TOKENIZERS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("names", pre_type_groups())
+def test_pre_tokenizer_ids_and_text_match_llama_cpp(smollm2_file, names):
+    """Digit runs, contractions in both cases, runs of spaces and newlines, CJK, emoji, code: the ids
+    (BOS by the pre type's default included) and llama.cpp's detokenized text, for every name."""
+    tokenizer = GGUFTokenizer.from_gguf(WithPreTokenizer(smollm2_file, names[0]))
+    cases = [case for case in PRE_REFERENCE["cases"] if case["pre"] in names]
+    mismatched = [(case["pre"], case["text"]) for case in cases if tokenizer.encode(case["text"]) != case["ids"]]
+    assert not mismatched
+    assert all(tokenizer.decode(case["ids"]) == case["llama_cpp_text"] for case in cases)
+
+
+def reference_pieces(pre: str, text: str, tokenizer: GGUFTokenizer) -> list[str]:
+    (case,) = [c for c in PRE_REFERENCE["cases"] if c["pre"] == pre and c["text"] == text]
+    return [tokenizer.token_to_piece(i) for i in case["ids"]]
+
+
+@pytest.mark.slow
+def test_pre_types_differ_where_their_regexes_do(smollm2_file):
+    """The reference itself shows the differences the regexes make, so a wrong mapping cannot pass."""
+    pieces = GGUFTokenizer.from_gguf(WithPreTokenizer(smollm2_file, "gpt-2"))  # the same vocabulary for all
+    bos = "<|im_start|>"
+    assert reference_pieces("llama-bpe", "12345678", pieces) == [bos, "123", "456", "78"]  # threes
+    assert reference_pieces("qwen2", "12345678", pieces) == list("12345678")  # single digits
+    assert reference_pieces("gpt-2", "12345678", pieces) == ["12", "34", "56", "78"]  # one word, merged
+    # llama-bpe sets ignore_merges: " HelloWorld" is a vocabulary entry that no merge reaches.
+    assert reference_pieces("llama-bpe", " HelloWorld and HelloWorld, helloWorld", pieces)[1] == " HelloWorld"
+    assert reference_pieces("dbrx", " HelloWorld and HelloWorld, helloWorld", pieces)[:2] == [" Hello", "World"]
+    # Upper-case contractions are split off by Llama 3 and Qwen, not by GPT-2.
+    assert "'T" in reference_pieces("qwen2", "I'm DON'T you're WE'LL it's THEY'VE she'D I'M", pieces)
+    assert "'T" not in reference_pieces("gpt-2", "I'm DON'T you're WE'LL it's THEY'VE she'D I'M", pieces)
+    # Llama 3 and Qwen keep newlines on a punctuation run and let one mark lead a word.
+    assert "?\n" in reference_pieces("qwen2", "what?\nreally:\n\nyes", pieces)
+    assert "?\n" not in reference_pieces("gpt-2", "what?\nreally:\n\nyes", pieces)
+    assert "(hello" in reference_pieces("qwen2", "(hello) [world] {x} \"quoted\" 'single' (Hello", pieces)
+    assert "(hello" not in reference_pieces("smollm", "(hello) [world] {x} \"quoted\" 'single' (Hello", pieces)
+
+
+@pytest.mark.slow
+def test_llama3_adds_bos_unless_the_file_says_not_to(smollm2_file):
+    assert GGUFTokenizer.from_gguf(WithPreTokenizer(smollm2_file, "llama-bpe")).encode("hi")[0] == 1
+    explicit = WithPreTokenizer(smollm2_file, "llama-bpe", tokenizer__ggml__add_bos_token=False)
+    assert GGUFTokenizer.from_gguf(explicit).encode("hi") == GGUFTokenizer.from_gguf(explicit).encode("hi", False)
+    assert GGUFTokenizer.from_gguf(WithPreTokenizer(smollm2_file, "qwen2")).add_bos is False
 
 
 # --- Gemma 3: SentencePiece BPE against llama.cpp ------------------------------------------------

@@ -2,6 +2,9 @@
 
 Two GGUF tokenizer models are mapped, each held to llama.cpp's ids by tests/test_tokenizer.py:
 - "gpt2": byte-level BPE from `tokenizer.ggml.tokens` and `.merges` (SmolLM2, Llama 3, Qwen, ...).
+  The words the merges run in come from the regexes of the file's `tokenizer.ggml.pre` (Llama 3's
+  "llama-bpe": digits in threes; Qwen's "qwen2": single digits; SmolLM's "smollm"; ...), as
+  llama.cpp chooses them; an unknown pre type is an error, never a guess.
 - "llama": SentencePiece BPE (Gemma, Llama 2, Mistral). The file has tokens and scores but no
   merges. llama.cpp's tokenizer replaces spaces by '▁', starts from single characters, and
   repeatedly joins the adjacent pair whose joined text is a token with the highest score (the
@@ -17,10 +20,12 @@ it knows nothing of tensors or the GPU.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from ..errors import InvalidRequestError, ModelFormatError
 
@@ -38,18 +43,67 @@ END_OF_TURN_TOKENS = (
     "<end_of_turn>",
 )
 
-# llama.cpp's GPT-2 split regex, the one the `tokenizers` ByteLevel pre-tokenizer also applies.
-_GPT2_SPLIT = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-# `tokenizer.ggml.pre` → pre-tokenizer, as llama.cpp's llm_tokenizer_bpe maps it. The StarCoder family
-# (smollm among them) first isolates every \p{N} character; without that, " ½", " ²", " ٣" or " Ⅻ"
-# merge with their space and the ids differ from llama.cpp's (a case in the reference JSON).
-_PRE_TOKENIZERS = {
-    "gpt-2": lambda: _GPT2_SPLIT,
-    "gpt2": lambda: _GPT2_SPLIT,
-    "smollm": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), _GPT2_SPLIT]),
-    "starcoder": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), _GPT2_SPLIT]),
-    "refact": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), _GPT2_SPLIT]),
-}
+# --- byte-level BPE pre-tokenizers, chosen by tokenizer.ggml.pre ---------------------------------
+#
+# llama.cpp cuts the text into words with a list of regexes applied in turn (each one isolates its
+# matches inside every piece the previous one left), then runs the merges inside each word. The
+# regexes are the ones in each model family's tokenizer.json, with one change that llama.cpp also
+# makes: the contractions are spelled with explicit case classes ('[sS]) instead of (?i:'s), since
+# a case-insensitive match would also take "'ſ" (long s folds to s) where llama.cpp does not.
+# Held to llama.cpp's ids, per pre type, by tests/test_tokenizer.py (pre_tokenizer_cases.json).
+
+_CONTRACTIONS = r"'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]"
+# GPT-2: contractions, words, numbers and punctuation runs with one optional leading space.
+_GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# Llama 3 (tiktoken cl100k style): a word takes one leading non-letter (space or punctuation),
+# numbers go in groups of at most three digits, punctuation runs keep their trailing newlines.
+_LLAMA3_REGEX = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Qwen 2 / 2.5 / 3: Llama 3's regex with every digit on its own.
+_QWEN2_REGEX = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# llama.cpp's fallback ("default"): punctuation runs, GPT-2 words, digit runs, then threes of ASCII digits.
+_DEFAULT_REGEXES = (r"[\p{P}\$\+<=>\^~\|]+", r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+                    r"\p{N}+", r"[0-9][0-9][0-9]")
+
+
+@dataclass(frozen=True)
+class PreTokenizerSpec:
+    """How llama.cpp's BPE tokenizer treats one family of tokenizer.ggml.pre values."""
+
+    regexes: tuple[str, ...]
+    """Applied in turn; each isolates its matches inside every piece the previous one left."""
+    ignore_merges: bool = False
+    """A word that is itself a vocabulary entry becomes that token without running the merges."""
+    add_bos: bool = False
+    """Whether BOS is prepended when the file has no tokenizer.ggml.add_bos_token."""
+
+    def build(self) -> pre_tokenizers.PreTokenizer:
+        splits = [pre_tokenizers.Split(Regex(regex), behavior="isolated") for regex in self.regexes]
+        # The words' bytes become GPT-2's printable characters, as the vocabulary writes them.
+        return pre_tokenizers.Sequence([*splits, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+
+GPT2_PRE = PreTokenizerSpec((_GPT2_REGEX,))
+# The StarCoder family (SmolLM among them) first isolates every \p{N} character; without that,
+# " ½", " ²", " ٣" or " Ⅻ" merge with their space and the ids differ from llama.cpp's.
+STARCODER_PRE = PreTokenizerSpec((r"\p{N}", _GPT2_REGEX))
+LLAMA3_PRE = PreTokenizerSpec((_LLAMA3_REGEX,), ignore_merges=True, add_bos=True)
+DBRX_PRE = PreTokenizerSpec((_LLAMA3_REGEX,))  # Llama 3's regex, merges always run, no BOS by default
+QWEN2_PRE = PreTokenizerSpec((_QWEN2_REGEX,))
+DEFAULT_PRE = PreTokenizerSpec(_DEFAULT_REGEXES)
+
+# tokenizer.ggml.pre → spec, as llama.cpp's llama_vocab::impl::load maps the names (checked against
+# the build in llama-cpp-python 0.3.36). Names llama.cpp knows whose regexes are not here (tekken,
+# gpt-4o, deepseek-coder, ...) are rejected by name, never guessed.
+PRE_TOKENIZERS: Mapping[str, PreTokenizerSpec] = MappingProxyType({
+    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon3"), LLAMA3_PRE),
+    **dict.fromkeys(("dbrx", "smaug-bpe"), DBRX_PRE),
+    **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "megrez", "stablelm2"), QWEN2_PRE),
+    **dict.fromkeys(("gpt-2", "phi-2", "mpt", "olmo", "jais"), GPT2_PRE),
+    **dict.fromkeys(("starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"), STARCODER_PRE),
+    "default": DEFAULT_PRE,
+})
 
 
 SENTENCEPIECE_SPACE = "\u2581"  # '▁', which SentencePiece vocabularies write for a space
@@ -114,13 +168,24 @@ def _build_sentencepiece_bpe(
     return tokenizer
 
 
-def _build_byte_level_bpe(
-    tokens: list[str], merges: list[str], token_types: list[int], pre: str | None
-) -> Tokenizer:
-    if pre not in _PRE_TOKENIZERS:
+def pre_tokenizer_spec(pre: str | None) -> PreTokenizerSpec:
+    """The spec for a file's tokenizer.ggml.pre, or ModelFormatError naming the value and the supported ones."""
+    if pre is None:
         raise ModelFormatError(
-            f"tokenizer.ggml.pre = {pre!r} is not supported yet; supported: {sorted(_PRE_TOKENIZERS)}"
-        )
+            "the GGUF file has a 'gpt2' tokenizer but no tokenizer.ggml.pre, so its pre-tokenizer is unknown "
+            "(llama.cpp then guesses 'default' and warns that generation quality degrades); convert the model "
+            f"again with a current llama.cpp. Supported values: {sorted(PRE_TOKENIZERS)}")
+    try:
+        return PRE_TOKENIZERS[pre]
+    except KeyError:
+        raise ModelFormatError(
+            f"tokenizer.ggml.pre = {pre!r} is not supported yet: its pre-tokenizer regexes are not implemented, "
+            f"and another family's would give wrong token ids. Supported: {sorted(PRE_TOKENIZERS)}") from None
+
+
+def _build_byte_level_bpe(
+    tokens: list[str], merges: list[str], token_types: list[int], spec: PreTokenizerSpec
+) -> Tokenizer:
     vocab = {token: i for i, token in enumerate(tokens)}  # a repeated string keeps its last id, as in llama.cpp
     # A merge is "left right"; llama.cpp splits at the first space after the first character.
     pairs = []
@@ -129,8 +194,9 @@ def _build_byte_level_bpe(
         if cut < 0:
             raise ModelFormatError(f"tokenizer.ggml.merges entry {merge!r} has no space between its two parts")
         pairs.append((merge[:cut], merge[cut + 1 :]))
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False))
-    tokenizer.pre_tokenizer = _PRE_TOKENIZERS[pre]()
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False,
+                                     ignore_merges=spec.ignore_merges))
+    tokenizer.pre_tokenizer = spec.build()
     tokenizer.decoder = decoders.ByteLevel()
     _add_vocabulary_tokens(tokenizer, tokens, token_types)
     return tokenizer
@@ -208,8 +274,10 @@ class GGUFTokenizer:
             merges = source.metadata("tokenizer.ggml.merges")
             if not tokens or merges is None:
                 raise ModelFormatError("a 'gpt2' tokenizer needs tokenizer.ggml.tokens and tokenizer.ggml.merges")
-            hf = _build_byte_level_bpe(tokens, merges, token_types, source.metadata("tokenizer.ggml.pre"))
+            spec = pre_tokenizer_spec(source.metadata("tokenizer.ggml.pre"))
+            hf = _build_byte_level_bpe(tokens, merges, token_types, spec)
             token_bytes = _byte_level_token_bytes(tokens, token_types)
+            default_add_bos = spec.add_bos
         elif kind == "llama":
             scores = source.metadata("tokenizer.ggml.scores")
             if not tokens or scores is None or len(scores) != len(tokens):
@@ -218,6 +286,7 @@ class GGUFTokenizer:
             add_space_prefix = bool(source.metadata("tokenizer.ggml.add_space_prefix", True))  # llama.cpp's default
             hf = _build_sentencepiece_bpe(tokens, scores, token_types, token_id("unknown"), add_space_prefix)
             token_bytes = _sentencepiece_token_bytes(tokens, token_types)
+            default_add_bos = True  # llama.cpp's default for SentencePiece vocabularies
         else:
             raise ModelFormatError(
                 f"tokenizer.ggml.model = {kind!r} is not supported yet; supported: 'gpt2' (byte-level BPE), "
@@ -230,7 +299,7 @@ class GGUFTokenizer:
             token_types,
             bos_token_id=token_id("bos"),
             eos_token_id=token_id("eos"),
-            add_bos=bool(source.metadata("tokenizer.ggml.add_bos_token", False)),
+            add_bos=bool(source.metadata("tokenizer.ggml.add_bos_token", default_add_bos)),
             add_eos=bool(source.metadata("tokenizer.ggml.add_eos_token", False)),
             extra_stop_token_ids=[i for i in (token_id("eot"), token_id("eom")) if i is not None],
             token_bytes=token_bytes,
