@@ -1,15 +1,20 @@
 """Load on the OpenAI-compatible server: many concurrent clients, every reply checked.
 
     python benchmarks/server_load.py [--requests 200] [--clients 16] [--max-tokens 3] [--seeds 8]
-                                     [--base-url http://127.0.0.1:8000/v1 --api-key KEY]
+                                     [--time-limit SECONDS] [--base-url http://127.0.0.1:8000/v1 --api-key KEY]
 
 Without --base-url it loads the default model and serves it from a background thread of this
 process (engine.serve on a free port). First one reply per seed is generated sequentially (the
 reference); then --requests requests (half streamed, seeded, temperature 1.2) come from --clients
 threads at once, and each reply must equal its seed's reference: a mixed-up, cut-off or
-cross-interrupted reply fails the run. Prints latency p50/p99 (from sending to the last byte),
-time to first streamed chunk, and throughput. The engine runs one generation at a time, so latency
-grows with the queue: on lavapipe a request costs seconds and the full run takes a long time.
+cross-interrupted reply is a mismatch, an exception (HTTP error, broken stream) a failure, and
+either fails the run. Prints latency p50/p99 (from sending to the last byte), time to first
+streamed chunk, throughput, and the counts of matched, mismatched, failed and unsent requests.
+
+The engine runs one generation at a time, so latency grows with the queue: on lavapipe a request
+costs seconds and 200 requests take many minutes. `--time-limit` stops sending new requests once
+that many seconds of the concurrent phase have passed (those already sent finish and are
+checked); the ones never sent are counted as unsent, so a shortened run says so.
 """
 
 from __future__ import annotations
@@ -17,12 +22,29 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import openai
 
 PROMPT = [{"role": "user", "content": "Hi"}]  # one prompt: after the first request, prefill is one token
+PROGRESS_EVERY = 20  # print a line after this many finished requests
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request of the concurrent phase: its reply, or the error that ended it, or not sent."""
+
+    index: int
+    seed: int
+    stream: bool
+    text: str | None = None
+    seconds: float = 0.0  # sending to the last byte
+    first_chunk_s: float = 0.0  # sending to the first streamed chunk (= seconds when not streamed)
+    error: str | None = None
+    sent: bool = True
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -46,12 +68,49 @@ def one_request(client: openai.OpenAI, model: str, seed: int, max_tokens: int, s
     return "".join(parts), time.perf_counter() - started, first
 
 
+class LoadRun:
+    """The concurrent phase: `requests` requests from a pool of `clients` threads, stopping new sends
+    after `time_limit` seconds."""
+
+    _lock: threading.Lock  # guards finished (the progress counter)
+
+    def __init__(self, client: openai.OpenAI, model: str, seeds: list[int], max_tokens: int,
+                 time_limit: float | None):
+        self.client, self.model, self.seeds, self.max_tokens = client, model, seeds, max_tokens
+        self.time_limit = time_limit
+        self._lock = threading.Lock()
+        self.finished = 0
+        self.started = 0.0
+
+    def run(self, requests: int, clients: int) -> list[Outcome]:
+        self.started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            return list(pool.map(self.one, range(requests)))
+
+    def one(self, index: int) -> Outcome:
+        seed, stream = self.seeds[index % len(self.seeds)], bool(index % 2)
+        if self.time_limit is not None and time.perf_counter() - self.started > self.time_limit:
+            return Outcome(index, seed, stream, sent=False)
+        try:
+            text, seconds, first = one_request(self.client, self.model, seed, self.max_tokens, stream)
+            outcome = Outcome(index, seed, stream, text, seconds, first)
+        except Exception as error:  # noqa: BLE001 — counted and reported, the other requests go on
+            outcome = Outcome(index, seed, stream, error=f"{type(error).__name__}: {error}")
+        with self._lock:
+            self.finished += 1
+            if self.finished % PROGRESS_EVERY == 0:
+                print(f"  {self.finished} finished after {time.perf_counter() - self.started:.0f} s", flush=True)
+        return outcome
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=8, help="distinct seeds (each has a sequential reference)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="send no new request after this many seconds of the concurrent phase (default: none)")
     parser.add_argument("--base-url", default=None, help="an already running server (default: start one here)")
     parser.add_argument("--api-key", default="unused")
     args = parser.parse_args()
@@ -72,30 +131,34 @@ def main() -> int:
         reference = {seed: one_request(client, model, seed, args.max_tokens, False)[0] for seed in seeds}
         print(f"{len(seeds)} sequential references in {time.perf_counter() - t0:.1f} s; "
               f"{len(set(reference.values()))} distinct replies", flush=True)
-
-        def run(i: int):
-            seed = seeds[i % len(seeds)]
-            return (seed, *one_request(client, model, seed, args.max_tokens, stream=bool(i % 2)))
-
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool:
-            results = list(pool.map(run, range(args.requests)))
-        wall = time.perf_counter() - t0
+        load = LoadRun(client, model, seeds, args.max_tokens, args.time_limit)
+        results = load.run(args.requests, args.clients)
+        wall = time.perf_counter() - load.started
     finally:
         if server is not None:
             server.stop()
+    return report(args, results, reference, wall)
 
-    wrong = [(seed, text) for seed, text, _, _ in results if text != reference[seed]]
-    latencies = sorted(r[2] for r in results)
-    first_chunks = sorted(r[3] for i, r in enumerate(results) if i % 2)
-    print(f"{args.requests} requests from {args.clients} clients, max_tokens {args.max_tokens}, in {wall:.1f} s "
-          f"({args.requests / wall:.2f} requests/s)")
-    print(f"latency p50 {statistics.median(latencies):.2f} s, p99 {percentile(latencies, 0.99):.2f} s; "
-          f"first streamed chunk p50 {statistics.median(first_chunks):.2f} s")
-    print(f"replies equal to their seed's reference: {len(results) - len(wrong)}/{len(results)}")
-    for seed, text in wrong[:5]:
-        print(f"  seed {seed}: got {text!r}, expected {reference[seed]!r}", file=sys.stderr)
-    return 1 if wrong else 0
+
+def report(args: argparse.Namespace, results: list[Outcome], reference: dict[int, str], wall: float) -> int:
+    sent = [r for r in results if r.sent]
+    failed = [r for r in sent if r.error is not None]
+    answered = [r for r in sent if r.error is None]
+    wrong = [r for r in answered if r.text != reference[r.seed]]
+    print(f"{len(sent)} of {args.requests} requests sent from {args.clients} clients, max_tokens {args.max_tokens}, "
+          f"in {wall:.1f} s ({len(sent) / wall:.2f} requests/s)")
+    if answered:
+        latencies = sorted(r.seconds for r in answered)
+        first_chunks = sorted(r.first_chunk_s for r in answered if r.stream) or [float("nan")]
+        print(f"latency p50 {statistics.median(latencies):.2f} s, p99 {percentile(latencies, 0.99):.2f} s, "
+              f"max {latencies[-1]:.2f} s; first streamed chunk p50 {statistics.median(first_chunks):.2f} s")
+    print(f"matched {len(answered) - len(wrong)}, mismatched {len(wrong)}, failed {len(failed)}, "
+          f"unsent {len(results) - len(sent)} (time limit)")
+    for r in wrong[:5]:
+        print(f"  request {r.index} seed {r.seed}: got {r.text!r}, expected {reference[r.seed]!r}", file=sys.stderr)
+    for r in failed[:5]:
+        print(f"  request {r.index} seed {r.seed} failed: {r.error}", file=sys.stderr)
+    return 1 if wrong or failed else 0
 
 
 if __name__ == "__main__":
