@@ -69,7 +69,11 @@ class RemoteEngine:
         self._last_usage: CompletionUsage | None = None
         self.chat = _Chat(self)
         self.completions = _Completions(self)
-        self.reload(model)
+        try:
+            self.reload(model)
+        except BaseException:  # no server, a refused key, a model not served: nothing stays open
+            self._http.close()
+            raise
 
     # -- models ----------------------------------------------------------------------------------
     def served_models(self) -> list[str]:
@@ -205,7 +209,8 @@ class RemoteEngine:
         try:
             response = self._http.send(request, stream=stream)
         except httpx.HTTPError as error:
-            raise NotebookLLMError(f"cannot reach {self.base_url}: {type(error).__name__}: {error}") from error
+            raise NotebookLLMError(f"cannot reach {self.base_url} ({type(error).__name__}: {error}); is the server "
+                                   "running there? (engine.serve() or `notebook-llm serve` starts one)") from error
         if response.status_code >= 400:
             response.read()
             response.close()

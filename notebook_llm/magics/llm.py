@@ -2,8 +2,11 @@
 
 Owns the notebook's conversation (one per kernel), the engine the magics use (created on first
 use, or given), the record of cell errors behind `Err[n]` and `%llm fix`, and the traits that
-`%config LLMMagics.<name> = <value>` sets. Parsing lives in `options`, prompts in `prompt`,
-outputs in `render`. A user's mistake (bad option, unknown model, rejected request) prints one
+`%config LLMMagics.<name> = <value>` sets. The engine is local, or a `RemoteEngine` for a
+`remote:URL[#MODEL]` spec (a model on an OpenAI-compatible server: same calls, same reply records,
+so streaming, formats and logprob views work alike); switching to a remote model keeps the local
+engine loaded for when a cell names a local model again. Parsing lives in `options`, prompts in
+`prompt`, outputs in `render`. A user's mistake (bad option, unknown model, rejected request) prints one
 line to stderr and changes nothing; a bug still raises.
 """
 
@@ -19,6 +22,7 @@ from traitlets import Enum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from ..api.engine import Engine, create_engine
+from ..api.remote import RemoteEngine
 from ..api.requests import ChatRequest, validate_chat_request
 from ..engine.core import DEFAULT_MODEL_ID, resolve_model_path
 from ..errors import InvalidRequestError, NotebookLLMError
@@ -26,9 +30,13 @@ from .options import (
     FORMATS,
     CellOptions,
     RequestDefaults,
+    RemoteSpec,
     cell_parser,
     describe_error,
     parse_cell_line,
+    parse_remote_spec,
+    parse_use_line,
+    remote_api_key,
     request_arguments,
 )
 from .prompt import CellError, Conversation, NotebookHistory, fix_prompt, interpolate, traceback_text
@@ -37,6 +45,7 @@ from .render import LiveView, Reply, extract_code, final_bundle, logprobs_html, 
 SUBCOMMANDS = {
     "list": "the loaded models and the default",
     "use MODEL": "load MODEL, a model id or a .gguf path, in place of the loaded one",
+    "use remote:URL[#MODEL]": "use a model of an OpenAI-compatible server from now on [--api-key KEY]",
     "history": "the conversation so far",
     "reset": "forget the conversation",
     "stats": "speed of the last request",
@@ -48,11 +57,15 @@ SUBCOMMANDS = {
 @magics_class
 class LLMMagics(Magics, Configurable):
     """`%%llm` sends the cell to a local model as the next message of the notebook's conversation;
-    `%llm` manages the model and the conversation (`%llm` alone lists its subcommands)."""
+    `%llm` manages the model and the conversation (`%llm` alone lists its subcommands).
+    A model is local (a registry id, a .gguf path) or on a server: `remote:http://127.0.0.1:8000/v1`
+    (its first model) or `remote:http://127.0.0.1:8000/v1#MODEL_ID`, with the key from `--api-key`,
+    else $NOTEBOOK_LLM_API_KEY, else $OPENAI_API_KEY."""
 
     default_model = Unicode(
         None, allow_none=True, help="model of cells without -m (None: the built-in default)").tag(config=True)
-    """Model id or path to a .gguf file that cells without `-m` use; None is the built-in default.
+    """Model id, path to a .gguf file or `remote:URL[#MODEL]` that cells without `-m` use; None is the
+    built-in default.
 
     - Type: `str | None`
     - Default: `None`
@@ -98,7 +111,9 @@ class LLMMagics(Magics, Configurable):
 
     def __init__(self, shell=None, engine: Engine | None = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
-        self._engine = engine
+        self._engine = engine  # the engine cells use: the local one or a RemoteEngine
+        self._local_engine = engine if not isinstance(engine, RemoteEngine) else None
+        self._remote_keys: dict[str, str | None] = {}  # base URL -> the key last used there (kept in memory only)
         self.conversation = Conversation()
         self.last_error: CellError | None = None  # for %llm fix
         self.error_texts: dict[int, str] = {}  # `Err` in the notebook: execution count -> traceback text
@@ -109,7 +124,8 @@ class LLMMagics(Magics, Configurable):
     def _check_model(self, proposal):
         if proposal.value is not None:
             try:
-                resolve_model_path(proposal.value)
+                if parse_remote_spec(proposal.value) is None:  # a remote spec is checked, not connected to
+                    resolve_model_path(proposal.value)
             except NotebookLLMError as e:
                 raise TraitError(str(e)) from None
         return proposal.value
@@ -132,26 +148,71 @@ class LLMMagics(Magics, Configurable):
 
     # -- the engine ------------------------------------------------------------------------------
     @property
-    def engine(self) -> Engine:
-        """The engine, loading the default model on first use."""
+    def engine(self) -> Engine | RemoteEngine:
+        """The engine, loading the default model (or connecting to the default remote one) on first use."""
         if self._engine is None:
-            print(f"Loading {self.default_model or DEFAULT_MODEL_ID}…", file=sys.stderr)
-            self._engine = create_engine(self.default_model)
+            remote = parse_remote_spec(self.default_model) if self.default_model else None
+            if remote is not None:
+                self._use_remote(remote, None)
+            else:
+                print(f"Loading {self.default_model or DEFAULT_MODEL_ID}…", file=sys.stderr)
+                self._engine = self._local_engine = create_engine(self.default_model)
         return self._engine
 
-    def _model_for(self, spec: str | None) -> str | None:
-        """The `model` of a request for `spec` (None: the loaded one), loading it if needed."""
+    def _model_for(self, spec: str | None, api_key: str | None = None) -> str | None:
+        """The `model` of a request for `spec` (None: the engine's own), loading it or connecting to
+        its server if needed; `api_key` is the cell's --api-key, for a remote model only."""
+        remote = parse_remote_spec(spec) if spec is not None else None
+        if remote is None and spec is None and api_key is not None and self._is_remote():
+            remote = RemoteSpec(self._engine.base_url, self._engine.model_id)  # another key, same server
+        if remote is not None:
+            return self._use_remote(remote, api_key)
+        if api_key is not None:
+            raise _usage_error("--api-key is the key of a remote: model's server; this cell's model is local")
         if spec is None:
             return None
         model_id = resolve_model_path(spec)[0]  # an unknown model fails before anything loads
-        if self._engine is None:
+        if self._local_engine is None:
             print(f"Loading {model_id}…", file=sys.stderr)
-            self._engine = create_engine(spec)
-        elif model_id not in self._engine.loaded_models:
-            loaded = ", ".join(self._engine.loaded_models) or "nothing"
+            self._local_engine = create_engine(spec)
+        elif model_id not in self._local_engine.loaded_models:
+            loaded = ", ".join(self._local_engine.loaded_models) or "nothing"
             print(f"Loading {model_id} in place of {loaded}…", file=sys.stderr)
-            self._engine.reload(spec)
+            self._local_engine.reload(spec)
+        self._use_local()
         return model_id
+
+    def _is_remote(self) -> bool:
+        return isinstance(self._engine, RemoteEngine)
+
+    def _use_remote(self, remote: RemoteSpec, api_key: str | None) -> str:
+        """Make `remote` the engine in use and return the model id requests name. Connects unless
+        the engine in use already talks to that server with that key; the key is `api_key`, else
+        the one this server was last used with, else the environment's. Any failure (no server,
+        wrong key, model not served) leaves the engine in use as it was."""
+        known = self._remote_keys.get(remote.base_url)
+        key = api_key or known or remote_api_key(None)
+        engine = self._engine
+        if isinstance(engine, RemoteEngine) and engine.base_url == remote.base_url and key == known:
+            if remote.model is not None and remote.model != engine.model_id:
+                engine.reload(remote.model)  # ModelNotFoundError, listing the served ones, changes nothing
+            return engine.model_id
+        return self._connect(remote, key).model_id
+
+    def _connect(self, remote: RemoteSpec, key: str | None) -> RemoteEngine:
+        """A RemoteEngine for `remote`, made the engine in use (the previous remote one is closed)."""
+        engine = create_engine(remote.model, base_url=remote.base_url, api_key=key)
+        previous, self._engine = self._engine, engine
+        self._remote_keys[remote.base_url] = key
+        if isinstance(previous, RemoteEngine):
+            previous.close()
+        return engine
+
+    def _use_local(self) -> None:
+        """Switch back from a remote engine to the local one (which stayed loaded)."""
+        if self._is_remote():
+            self._engine.close()
+        self._engine = self._local_engine
 
     # -- the magic -------------------------------------------------------------------------------
     @line_cell_magic
@@ -189,7 +250,7 @@ class LLMMagics(Magics, Configurable):
         defaults = RequestDefaults(self.default_temperature, self.default_max_tokens)
         arguments = {"messages": messages, **request_arguments(options, defaults, seed, self.shell.user_ns)}
         request = validate_chat_request(arguments)  # pure checks, before any model loads
-        arguments["model"] = self._model_for(options.model or self.default_model)
+        arguments["model"] = self._model_for(options.model or self.default_model, options.api_key)
         reply, interrupted = self._generate(arguments, options.stream, fmt)
         if options.new:
             self.conversation.clear()
@@ -260,6 +321,9 @@ class LLMMagics(Magics, Configurable):
         commands[name](rest)
 
     def _list(self, _: str) -> None:
+        if self._is_remote():
+            self._list_remote()
+            return
         from ..gpu.device import list_adapters
         from ..loader.download import has_model_in_cache
         from ..registry import list_models, prebuilt_app_config
@@ -279,17 +343,33 @@ class LLMMagics(Magics, Configurable):
         print(f"default: {self.default_model or DEFAULT_MODEL_ID}")
         print(f"loaded:  {', '.join(loaded) if loaded else '(none yet: the default loads on first use)'}")
 
-    def _use(self, spec: str) -> None:
+    def _list_remote(self) -> None:
+        engine = self._engine
+        print(f"Models served at {engine.base_url} (* = in use):")
+        for model in engine.served_models():
+            print(f"  {'*' if model == engine.model_id else ' '} {model}")
+        print(f"default: {self.default_model or DEFAULT_MODEL_ID}")
+        local = ", ".join(self._local_engine.loaded_models) if self._local_engine is not None else ""
+        print(f"loaded here: {local or '(nothing)'}")
+
+    def _use(self, line: str) -> None:
+        spec, api_key = parse_use_line(line)
         spec = spec.strip("'\"")
-        if not spec:
-            raise _usage_error("use needs a model: %llm use MODEL_ID_OR_PATH.gguf")
-        resolve_model_path(spec)  # fails before anything is unloaded
-        if self._engine is None:
-            self._engine = create_engine(spec)
+        remote = parse_remote_spec(spec)
+        if remote is not None:
+            model_id = self._use_remote(remote, api_key)
+            print(f"Using {model_id} at {remote.base_url}")
+        elif api_key is not None:
+            raise _usage_error("--api-key is the key of a remote: model's server; allowed only with use remote:URL")
         else:
-            self._engine.reload(spec)
+            resolve_model_path(spec)  # fails before anything is unloaded
+            if self._local_engine is None:
+                self._local_engine = create_engine(spec)
+            else:
+                self._local_engine.reload(spec)
+            self._use_local()
+            print(f"Using {self._engine.model_id}")
         self.default_model = spec
-        print(f"Using {self._engine.model_id}")
 
     def _print_history(self, _: str) -> None:
         print(self.conversation.as_text() if self.conversation.turns else "(the conversation is empty)")

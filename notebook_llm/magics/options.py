@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import argparse
 import keyword
+import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from ..errors import InvalidRequestError
 
 FORMATS = ("markdown", "text", "code", "json", "html")
 DEFAULT_TOP_LOGPROBS = 5  # `--logprobs` without a number
+REMOTE_PREFIX = "remote:"  # a model spec `remote:URL[#MODEL]` names a model on an OpenAI-compatible server
+API_KEY_ENVS = ("NOTEBOOK_LLM_API_KEY", "OPENAI_API_KEY")  # a remote server's key when --api-key is not given
+REMOTE_SPEC_HELP = "remote:http(s)://HOST:PORT/v1[#MODEL_ID], e.g. remote:http://127.0.0.1:8000/v1"
 Format = Literal["markdown", "text", "code", "json", "html"]
 
 # request field -> the option that sets it, for error messages
 OPTION_OF_PARAM = {
     "temperature": "--temperature", "top_p": "--top-p", "max_tokens": "--max-tokens", "seed": "--seed",
     "stop": "--stop", "n": "-n", "top_logprobs": "--logprobs", "response_format": "--json/--schema",
-    "model": "--model",
+    "model": "--model", "base_url": "--model",
 }
 
 
@@ -50,6 +55,7 @@ class CellOptions:
     out: str | None = None  # name of the variable that receives the reply
     stream: bool = True
     interpolate: bool = True
+    api_key: str | None = field(default=None, repr=False)  # for a remote: model; None: from the environment
 
     @property
     def display_format(self) -> Format:
@@ -73,7 +79,12 @@ def _identifier(value: str) -> str:
 def cell_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="%%llm", add_help=False, allow_abbrev=False,
                 description="Send the cell to the model as the next user message and show the reply.")
-    p.add_argument("-m", "--model", help="model id or path to a .gguf file (loaded if it is not)")
+    p.add_argument("-m", "--model",
+                   help="model id or path to a .gguf file (loaded if it is not), or a model on an OpenAI-compatible "
+                        f"server: {REMOTE_SPEC_HELP} (default: the server's first model)")
+    p.add_argument("--api-key", dest="api_key", metavar="KEY",
+                   help=f"bearer key of a remote: server (default: ${API_KEY_ENVS[0]}, else ${API_KEY_ENVS[1]}); "
+                        "write --api-key $name to pass a variable's value, so the key is not saved in the notebook")
     p.add_argument("--system", metavar="TEXT", help="system prompt of the conversation from this cell on")
     p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature, 0 (greedy) to 2")
     p.add_argument("--top-p", type=float, dest="top_p", metavar="P", help="nucleus sampling, (0, 1]")
@@ -110,6 +121,57 @@ def parse_cell_line(line: str) -> CellOptions:
     values = vars(args)
     values["stop"] = tuple(unescape(s) for s in values["stop"])
     return CellOptions(**values)
+
+
+def use_parser() -> argparse.ArgumentParser:
+    """`%llm use MODEL [--api-key KEY]`."""
+    p = _Parser(prog="%llm use", add_help=False, allow_abbrev=False)
+    p.add_argument("model")
+    p.add_argument("--api-key", dest="api_key", metavar="KEY")
+    return p
+
+
+def parse_use_line(line: str) -> tuple[str, str | None]:
+    """`remote:http://h:8000/v1 --api-key K` -> (model spec, api key or None)."""
+    try:
+        words = shlex.split(line)
+    except ValueError as e:
+        raise InvalidRequestError(f"cannot split the line: {e}", param="%llm") from None
+    if not words:
+        raise InvalidRequestError(f"use needs a model: %llm use MODEL_ID_OR_PATH.gguf, or %llm use {REMOTE_SPEC_HELP}",
+                                  param="%llm")
+    args = use_parser().parse_args(words)
+    return args.model, args.api_key
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """A model served elsewhere: the server's base URL (ending in /v1 for ours) and the model's id
+    there (None: the first one it lists)."""
+
+    base_url: str
+    model: str | None = None
+
+
+def parse_remote_spec(spec: str) -> RemoteSpec | None:
+    """`remote:URL[#MODEL_ID]` -> RemoteSpec; None when `spec` is not a remote one (a model id or a
+    path). The model id follows `#`, the one character a URL never sends to its server. Raises
+    InvalidRequestError for a remote spec whose URL is not http(s)://host..."""
+    if not spec.startswith(REMOTE_PREFIX):
+        return None
+    url, _, model = spec[len(REMOTE_PREFIX):].partition("#")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise InvalidRequestError(f"model {spec!r} is not a remote model spec; allowed: {REMOTE_SPEC_HELP}",
+                                  param="--model")
+    return RemoteSpec(url.rstrip("/"), model or None)
+
+
+def remote_api_key(option: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The key for a remote server: the option's, else the first of API_KEY_ENVS that is set."""
+    if option:
+        return option
+    return next((environ[name] for name in API_KEY_ENVS if environ.get(name)), None)
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
