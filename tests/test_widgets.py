@@ -22,6 +22,8 @@ import pytest
 from huggingface_hub import constants
 from traitlets import TraitError
 
+from notebook_llm import create_engine
+from notebook_llm.api.remote import RemoteEngine
 from notebook_llm.api.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, CompletionUsage, UsageExtra
 from notebook_llm.errors import ContextLengthError, InvalidRequestError, LoadCancelledError, ModelNotFoundError
 from notebook_llm.gpu.device import AdapterInfo
@@ -30,6 +32,8 @@ from notebook_llm.progress import InitProgressReport
 from notebook_llm.registry import DEFAULT_MODEL_ID, VRAM_ENV, AppConfig, ModelRecord, find_model
 from notebook_llm.widgets import ChatWidget, ModelPicker
 from notebook_llm.widgets.timing import LatestValueThrottle
+
+from .tiny_llama import write_tiny_llama
 
 WIDGET_LOG = "notebook_llm.widgets"
 
@@ -315,6 +319,54 @@ def test_request_the_engine_refuses_gives_the_text_back_and_the_next_send_works(
     assert chat.wait(timeout=120)
     assert chat.error == ""
     assert [m["role"] for m in chat.messages] == ["user", "assistant"] and chat.messages[1]["content"]
+
+
+# --------------------------------------------------------------------------------------------
+# ChatWidget on a RemoteEngine: a random-weight tiny llama served on 127.0.0.1 (fast, gibberish)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tmp_path_factory):
+    engine = create_engine(str(write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny.gguf", seed=7)))
+    with engine.serve(port=0) as running:
+        yield running
+
+
+def test_chat_widget_on_a_remote_engine_streams_stops_and_picks_among_the_served_models(tiny_server):
+    remote = create_engine(base_url=tiny_server.url)
+    chat = ChatWidget(engine=remote, max_tokens=4, temperature=0.0)
+    picker = chat.picker
+    assert isinstance(picker.engine, RemoteEngine) and picker.adapter == f"served at {tiny_server.url}"
+    assert [m["model_id"] for m in picker.models] == ["tiny"] and picker.models[0]["runnable"]
+    assert picker.loaded_model_id == "tiny" and picker.status == "loaded"
+
+    wire = Wire(chat)
+    chat._handle_custom_msg({"type": "send", "text": "hi"}, [])
+    assert chat.wait(timeout=60)
+    deltas = wire.custom("delta")
+    assert deltas and "".join(d["text"] for d in deltas) == chat.messages[1]["content"] != ""
+    stats = chat.reply_stats["1"]
+    assert stats["finish_reason"] in ("stop", "length") and 0 < stats["completion_tokens"] <= 4
+    assert chat.status == "idle" and chat.error == ""
+    assert_every_view_converges(wire, chat.messages)
+
+    chat.max_tokens = 100  # about a second of tokens: stopped after the first delta, it ends far sooner
+    wire = Wire(chat)
+    chat.ask("again")
+    wait_for(lambda: wire.custom("delta"), timeout=60, what="the first delta")
+    chat._handle_custom_msg({"type": "stop"}, [])
+    assert chat.wait(timeout=60)
+    assert chat.reply_stats["3"]["finish_reason"] == "abort"  # interrupt_generate closed the HTTP stream
+    assert chat.messages[3]["content"] == "".join(d["text"] for d in wire.custom("delta"))
+    assert_every_view_converges(wire, chat.messages)
+
+    picker.unload()  # the server keeps its model; this client stops using it
+    assert picker.loaded_model_id == "" and remote.loaded_models == []
+    picker.load("tiny", wait=True)
+    assert picker.status == "loaded" and picker.loaded_model_id == "tiny" and picker.error == ""
+    picker.load("no-such-model", wait=True)
+    assert picker.status == "error" and "not served" in picker.error and remote.loaded_models == ["tiny"]
 
 
 def test_clear_empties_the_conversation_and_its_stats():

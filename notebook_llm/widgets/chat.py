@@ -1,4 +1,5 @@
-"""`ChatWidget`: a chat panel in the notebook, streaming replies from a local engine.
+"""`ChatWidget`: a chat panel in the notebook, streaming replies from a local engine, or from a
+model on an OpenAI-compatible server (`ChatWidget(engine=create_engine(base_url=...))`).
 
 Owns the conversation as the front end shows it, the reply worker thread and the pacing of what
 is sent to the front end (deltas every `delta_interval`, commits of `messages` every

@@ -1,4 +1,6 @@
 """The picker's view of the registry: one JSON-ready dict per model record, marked for an adapter.
+For a `RemoteEngine` (models on an OpenAI-compatible server) the list is the models its server
+serves instead, and the adapter line names the server.
 
 Reads the registry, the download cache and the adapter's description; loads nothing. The
 "on disk or downloaded" mark is `has_model_in_cache` and the reason a record is disabled is
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..api.remote import RemoteEngine
 from ..errors import NoAdapterError
 from ..loader.download import cache_info, has_model_in_cache
 from ..registry import (
@@ -21,8 +24,11 @@ if TYPE_CHECKING:
     from ..gpu.device import AdapterInfo
 
 
-def current_adapter(engine: "Engine | None") -> "AdapterInfo | None":
-    """The adapter the engine runs on, or (no model loaded yet) the one it would pick first."""
+def current_adapter(engine: "Engine | RemoteEngine | None") -> "AdapterInfo | None":
+    """The adapter the engine runs on, or (no model loaded yet) the one it would pick first; None
+    for a remote engine (its server's adapter is not ours to see)."""
+    if isinstance(engine, RemoteEngine):
+        return None
     if engine is not None and engine.loaded_models:
         return engine.core_for(engine.loaded_models[0]).ctx.gpu.adapter
     from ..gpu.device import list_adapters
@@ -34,8 +40,28 @@ def current_adapter(engine: "Engine | None") -> "AdapterInfo | None":
     return adapters[0] if adapters else None
 
 
-def adapter_text(adapter: "AdapterInfo | None") -> str:
+def adapter_text(adapter: "AdapterInfo | None", engine: "Engine | RemoteEngine | None" = None) -> str:
+    if isinstance(engine, RemoteEngine):
+        return f"served at {engine.base_url}"
     return adapter.description if adapter is not None else "no WebGPU adapter found"
+
+
+def engine_model_entries(engine: "Engine | RemoteEngine | None", app_config: AppConfig | None,
+                         adapter: "AdapterInfo | None") -> list[dict[str, Any]]:
+    """The picker's `models`: the server's models for a remote engine, else the registry's records."""
+    if isinstance(engine, RemoteEngine):
+        return served_entries(engine)
+    return model_entries(app_config, adapter)
+
+
+def served_entries(engine: RemoteEngine) -> list[dict[str, Any]]:
+    """The models a remote engine's server lists, as `models` entries: runnable, nothing to download,
+    sizes and needs unknown here (0), grouped under the server's address."""
+    return [{
+        "model_id": model_id, "family": f"served at {engine.base_url}", "quantization": "", "parameters": 0,
+        "size_mb": 0.0, "vram_required_MB": 0.0, "required_features": [], "low_resource_required": False,
+        "model_type": "LLM", "context_window_size": 0, "cached": True, "runnable": True, "reason": "",
+    } for model_id in engine.served_models()]
 
 
 def model_entries(app_config: AppConfig | None, adapter: "AdapterInfo | None") -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Owns the load state as a front end sees it (which model is chosen, loaded, loading, how far, what
 went wrong) and the loader thread. The engine does the loading; the registry says which models
-exist and which this adapter can run (notebook_llm.widgets.model_list). Never touches wgpu.
+exist and which this adapter can run (notebook_llm.widgets.model_list). With a `RemoteEngine`
+the list is its server's models and loading one selects it there. Never touches wgpu.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from traitlets import Dict, Enum, List, Unicode
 
+from ..api.remote import RemoteEngine
 from ..errors import EngineBusyError, InvalidRequestError, LoadCancelledError, NotebookLLMError
 from ..progress import InitProgressReport, ProgressCallback
 from ..registry import DEFAULT_MODEL_ID, AppConfig
 from .base import KernelStateWidget
 from .bundle import bundle_file
 from .frontend_messages import MessageSchema, error_text, log, parse_message
-from .model_list import adapter_text, current_adapter, model_entries
+from .model_list import adapter_text, current_adapter, engine_model_entries
 from .timing import LatestValueThrottle
 
 if TYPE_CHECKING:
@@ -78,7 +80,7 @@ class ModelPicker(KernelStateWidget):
         adapter = current_adapter(engine)
         loaded = _loaded_id(engine, model_id)
         super().__init__(
-            models=model_entries(app_config, adapter), adapter=adapter_text(adapter),
+            models=engine_model_entries(engine, app_config, adapter), adapter=adapter_text(adapter, engine),
             selected_model_id=model_id or loaded or DEFAULT_MODEL_ID, loaded_model_id=loaded,
             status="loaded" if loaded else "unloaded")
         self.on_msg(self._on_frontend_message)
@@ -138,10 +140,10 @@ class ModelPicker(KernelStateWidget):
     def refresh(self) -> None:
         """Recompute `models` (cached marks, runnable reasons) and what the engine has loaded."""
         adapter = current_adapter(self._engine)
-        models = model_entries(self.app_config, adapter)
+        models = engine_model_entries(self._engine, self.app_config, adapter)
         with self._committing():
             self.models = models
-            self.adapter = adapter_text(adapter)
+            self.adapter = adapter_text(adapter, self._engine)
             if not self.loading:
                 self.loaded_model_id = _loaded_id(self._engine, self.selected_model_id)
                 if self.loaded_model_id:
@@ -186,6 +188,9 @@ class ModelPicker(KernelStateWidget):
             with self._lock:
                 self._engine = engine
             return
+        if isinstance(engine, RemoteEngine):  # selecting a served model: one GET /models, no progress to report
+            engine.reload(model_id)
+            return
         previous = engine.get_init_progress_callback()
 
         def both(progress: InitProgressReport) -> None:
@@ -208,7 +213,7 @@ class ModelPicker(KernelStateWidget):
         models = None
         if failure is None:
             try:
-                models = model_entries(self.app_config, current_adapter(self._engine))
+                models = engine_model_entries(self._engine, self.app_config, current_adapter(self._engine))
             except Exception:  # noqa: BLE001 — the load worked; stale marks are not worth failing it
                 log.exception("ModelPicker: refreshing the model list after a load failed")
         with self._committing():
@@ -217,7 +222,7 @@ class ModelPicker(KernelStateWidget):
                 self.status, self.error = "loaded", ""
                 if models is not None:
                     self.models = models
-                    self.adapter = adapter_text(current_adapter(self._engine))
+                    self.adapter = adapter_text(current_adapter(self._engine), self._engine)
             elif isinstance(failure, LoadCancelledError):
                 self.status = "loaded" if self.loaded_model_id else "unloaded"
                 self.error = LOAD_CANCELLED
