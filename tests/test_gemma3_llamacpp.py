@@ -1,4 +1,4 @@
-"""Gemma 3 270M (the registry's gemma-3-270m-it-Q4_K_M, a Q4_K_M GGUF) against llama.cpp on the same file.
+"""Gemma 3 270M (the registry's gemma-3-270m-Q4_K_M, a Q4_K_M GGUF) against llama.cpp on the same file.
 
 The file holds the pretrained (not instruction-tuned) model, so its replies to chat prompts echo and
 ramble; that does not matter for agreement.

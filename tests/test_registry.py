@@ -11,6 +11,11 @@ from notebook_llm.errors import DeviceLimitError, InvalidRequestError, ModelNotF
 from notebook_llm.gpu.device import AdapterInfo
 from notebook_llm.registry import (
     DEFAULT_MODEL_ID,
+    GEMMA3_270M_ID,
+    GEMMA3_270M_Q4_K_M_TENSORS,
+    GGUF_GPU_BITS_PER_WEIGHT,
+    MB,
+    SMOLLM2_135M_Q4_1_TENSORS,
     VRAM_ENV,
     AppConfig,
     ModelRecord,
@@ -112,17 +117,28 @@ def test_prebuilt_list_has_at_least_40_records_with_unique_ids_and_wellformed_ur
         assert ("shader-f16" in record.required_features) == ("f16" in record.quantization)
 
 
+# GPU bits per weight of the layouts GGUF tensor types are repacked into (loader/repack.py's docstring:
+# 4- or 8-bit codes, f16 or f32 scales and minimums per group of 32 or 16).
+LAYOUT_BITS = {"Q4_1": 4 + 32 / 32, "Q4_K": 4 + 64 / 32, "Q5_0": 8 + 16 / 32, "Q8_0": 8 + 16 / 32, "Q6_K": 8 + 32 / 16,
+               "F32": 32}
+OFFLINE_TENSORS = {DEFAULT_MODEL_ID: SMOLLM2_135M_Q4_1_TENSORS, GEMMA3_270M_ID: GEMMA3_270M_Q4_K_M_TENSORS}
+
+
 def _independent_vram_mb(record: ModelRecord) -> float:
-    """The memory estimate written out again from the shapes (bits per weight from the formats' docs)."""
+    """The memory estimate written out again from the shapes (bits per weight from the formats' docs),
+    or for the offline GGUF files from their tensors' types."""
     a = record.architecture
-    bits = {"q4f16_1": 4.5, "q4f32_1": 5.0, "q0f16": 16.0, "q0f32": 32.0, "Q4_1": 5.0, "Q4_K_M": 4.85}[record.quantization]
+    bits = {"q4f16_1": 4.5, "q4f32_1": 5.0, "q0f16": 16.0, "q0f32": 32.0}.get(record.quantization)
     element = 2 if record.quantization in ("q4f16_1", "q0f16") else 4
     per_layer = (a.dim * a.n_head * a.head_dim  # q
                  + 2 * a.dim * a.n_kv_head * a.head_dim  # k, v
                  + a.n_head * a.head_dim * a.dim  # o
                  + 3 * a.dim * a.ffn)  # gate, up, down
     embeddings = a.vocab * a.dim * (1 if a.tied_embeddings else 2)
-    weights = (a.n_layer * per_layer + embeddings) * bits / 8 + (2 * a.n_layer + 1) * a.dim * element
+    if record.model_id in OFFLINE_TENSORS:
+        weights = sum(n * LAYOUT_BITS[t] / 8 for t, n in OFFLINE_TENSORS[record.model_id].items())
+    else:
+        weights = (a.n_layer * per_layer + embeddings) * bits / 8 + (2 * a.n_layer + 1) * a.dim * element
     context = record.overrides["context_window_size"]
     chunk = record.overrides["prefill_chunk_size"]
     kv = 2 * a.n_layer * context * a.n_kv_head * a.head_dim * element
@@ -134,6 +150,54 @@ def test_every_prebuilt_vram_estimate_matches_an_independent_computation():
     for record in prebuilt_app_config.model_list:
         assert record.architecture is not None, record.model_id
         assert abs(record.vram_required_MB - _independent_vram_mb(record)) < 1.0, record.model_id
+
+
+def test_gguf_gpu_bits_per_weight_are_the_repacked_layouts_sizes():
+    """Each GGUF tensor type's bits on the GPU equal PackedWeight.nbytes of a repacked tensor."""
+    import numpy as np
+    from gguf import GGML_QUANT_SIZES
+    from gguf import GGMLQuantizationType as QT
+
+    from notebook_llm.loader.repack import SCALED_LAYOUTS, repack
+
+    rows, cols = 4, 512
+    rng = np.random.default_rng()
+    for name, bits in GGUF_GPU_BITS_PER_WEIGHT.items():
+        block, block_bytes = GGML_QUANT_SIZES[QT[name]]
+        # Bytes below 0x3C: every f16 scale in them is finite and below 1.
+        raw = rng.integers(0, 0x3C, rows * cols // block * block_bytes, dtype=np.uint8)
+        packed = repack(raw, QT[name], rows, cols)
+        placeholder = 0 if packed.layout in SCALED_LAYOUTS else 4  # f16/f32 bind one unused scale word
+        assert (packed.nbytes - placeholder) * 8 == bits * rows * cols, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", [DEFAULT_MODEL_ID, GEMMA3_270M_ID])
+def test_offline_gguf_estimate_covers_the_repacked_weights_and_the_kv_cache(model_id):
+    """The file's tensors are the ones the record states, and the estimate is at least the bytes the
+    loader uploads (every tensor repacked; norms as float32) plus the float32 KV cache at the
+    record's context window."""
+    import numpy as np
+
+    from notebook_llm.loader.gguf_file import GGUFModelFile
+
+    from .test_loader_gguf import gemma3_270m_path
+
+    record = find_model(model_id)
+    model = GGUFModelFile(record.local_path if model_id == DEFAULT_MODEL_ID else gemma3_270m_path())
+    elements: dict[str, int] = {}
+    weight_bytes = 0
+    for name in model.tensor_names():
+        shape = model.shape(name)
+        kind = model.raw(name)[1].name
+        elements[kind] = elements.get(kind, 0) + int(np.prod(shape))
+        weight_bytes += 4 * int(np.prod(shape)) if len(shape) == 1 else model.packed(name).nbytes
+    assert elements == dict(OFFLINE_TENSORS[model_id])
+    cfg = model.config
+    kv_bytes = 2 * cfg.n_layer * record.context_window_size * cfg.n_kv_head * cfg.head_dim * 4
+    print(f"{model_id}: weights {weight_bytes / MB:.2f} MiB + KV {kv_bytes / MB:.2f} MiB; "
+          f"estimate {record.vram_required_MB} MiB")
+    assert record.vram_required_MB * MB >= weight_bytes + kv_bytes
 
 
 def test_known_shapes_give_published_parameter_counts():
@@ -169,7 +233,7 @@ def test_gguf_records_of_every_tested_architecture_are_runnable(tmp_path, model_
 
 
 def test_gemma3_record_is_runnable_and_says_how_to_install_a_missing_file(monkeypatch, tmp_path):
-    record = find_model("gemma-3-270m-it-Q4_K_M")
+    record = find_model("gemma-3-270m-Q4_K_M")
     assert record.runnable and record.model_lib == "gemma3-gguf"
     assert record in list_models(runnable=True)
     missing = ModelRecord.from_dict(record.to_dict() | {"model": str(tmp_path / "gemma-3-270m-q4_k_m.gguf")})
@@ -209,7 +273,7 @@ def test_small_binding_limit_filters_models_with_large_buffers():
 def test_filters_by_model_type_low_resource_and_runnable():
     assert list_models(model_type="embedding") == []
     assert all(r.low_resource_required for r in list_models(low_resource=True))
-    assert [r.model_id for r in list_models(runnable=True)] == [DEFAULT_MODEL_ID, "gemma-3-270m-it-Q4_K_M"]
+    assert [r.model_id for r in list_models(runnable=True)] == [DEFAULT_MODEL_ID, "gemma-3-270m-Q4_K_M"]
     with pytest.raises(InvalidRequestError, match="model_type"):
         list_models(model_type="llm")
     custom = AppConfig([_record(model_type="embedding")])
