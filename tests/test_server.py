@@ -377,3 +377,82 @@ def test_concurrent_clients_each_get_the_reply_of_their_own_seed(server, engine)
     print(f"{LOAD_REQUESTS} requests from {LOAD_CLIENTS} clients in {wall:.1f} s: "
           f"p50 {p50:.2f} s, p99 {p99:.2f} s, {LOAD_REQUESTS / wall:.2f} requests/s")
     assert [(seed, text) for seed, text, _ in results] == [(seed, reference[seed]) for seed, _, _ in results]
+
+
+# --- CORS and /v1/embeddings: a random-weight tiny llama is served (nothing here generates) -----------
+
+ORIGIN = "http://localhost:3000"
+PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os"}
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tmp_path_factory):
+    from notebook_llm import create_engine
+
+    from .tiny_llama import write_tiny_llama
+
+    return create_engine(str(write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny.gguf", seed=7)))
+
+
+def test_without_cors_origins_responses_carry_no_cors_headers_and_preflights_are_refused(tiny_engine):
+    with tiny_engine.serve(port=0) as plain:
+        models = httpx.get(f"{plain.url}/models", headers={"Origin": ORIGIN})
+        preflight = httpx.options(f"{plain.url}/chat/completions", headers=PREFLIGHT)
+    assert models.status_code == 200 and "access-control-allow-origin" not in models.headers
+    assert preflight.status_code == 405 and "access-control-allow-origin" not in preflight.headers
+
+
+def test_cors_origins_answer_preflights_without_the_key_and_real_requests_still_need_it(tiny_engine):
+    with tiny_engine.serve(port=0, api_key="s3cret", cors_origins=[ORIGIN + "/"]) as server:
+        preflight = httpx.options(f"{server.url}/chat/completions", headers=PREFLIGHT)
+        stranger = httpx.options(f"{server.url}/chat/completions", headers={**PREFLIGHT, "Origin": "http://evil.test"})
+        without_key = httpx.get(f"{server.url}/models", headers={"Origin": ORIGIN})
+        with_key = httpx.get(f"{server.url}/models", headers={"Origin": ORIGIN, "Authorization": "Bearer s3cret"})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == ORIGIN
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "x-stainless-os" in preflight.headers["access-control-allow-headers"].lower()  # the JS client's own
+    assert stranger.status_code == 400 and "access-control-allow-origin" not in stranger.headers
+    # the browser lets the page read the 401 (and its message), not the models
+    assert without_key.status_code == 401 and without_key.headers["access-control-allow-origin"] == ORIGIN
+    assert without_key.json()["error"]["code"] == "invalid_api_key"
+    assert with_key.status_code == 200 and with_key.headers["access-control-allow-origin"] == ORIGIN
+    assert "retry-after" in with_key.headers["access-control-expose-headers"].lower()
+
+
+def test_bad_cors_origins_are_refused_before_anything_listens(tiny_engine, capsys):
+    import argparse
+
+    from notebook_llm.errors import InvalidRequestError
+    from notebook_llm.server.app import check_cors_origins
+    from notebook_llm.server.cli import add_serve_command, run_serve
+
+    assert check_cors_origins(None) == [] and check_cors_origins("*") == ["*"]
+    assert check_cors_origins(["app://obsidian.md", "http://[::1]:8888/"]) == ["app://obsidian.md", "http://[::1]:8888"]
+    for bad in ("localhost:3000", "http://h/path", "", 3000):
+        with pytest.raises(InvalidRequestError, match="allowed: '\\*' or origins such as") as error:
+            tiny_engine.serve(port=0, cors_origins=[bad])
+        assert error.value.param == "cors_origins"
+    commands = argparse.ArgumentParser().add_subparsers(dest="command")
+    add_serve_command(commands)
+    args = commands.choices["serve"].parse_args(["--cors-origins", "http://a.test,localhost:1", "--port", "0"])
+    assert run_serve(args) == 2  # refused before a model loads
+    assert "--cors-origins: cors_origins has 'localhost:1'" in capsys.readouterr().err
+
+
+def test_embeddings_endpoint_answers_as_openai_does_for_a_model_that_is_not_an_embedding_model(tiny_engine):
+    with tiny_engine.serve(port=0) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=60)
+        with pytest.raises(openai.NotFoundError) as chat_model:
+            client.embeddings.create(model="tiny", input="hello")  # the client asks for base64
+        with pytest.raises(openai.NotFoundError) as unknown:
+            client.embeddings.create(model="no-such-model", input=["a", "b"], encoding_format="float")
+        with pytest.raises(openai.BadRequestError) as empty:
+            client.embeddings.create(model="tiny", input=[])
+        no_model = httpx.post(f"{server.url}/embeddings", json={"input": [[1, 2, 3]]})
+    error = _error(chat_model.value)
+    assert error["param"] == "model" and error["type"] == "invalid_request_error" and error["code"] is None
+    assert "'tiny' is not an embedding model" in error["message"] and "/v1/chat/completions" in error["message"]
+    assert _error(unknown.value)["code"] == "model_not_found"
+    assert _error(empty.value)["param"] == "input" and "allowed: a non-empty string" in _error(empty.value)["message"]
+    assert no_model.status_code == 404 and "'tiny' is not an embedding model" in no_model.json()["error"]["message"]

@@ -167,15 +167,18 @@ class Engine:
 
     # -- serving -----------------------------------------------------------------------------------
     def serve(self, port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None, *,
-              max_queue: int = 64, log_level: str = "warning"):
+              max_queue: int = 64, log_level: str = "warning", cors_origins: list[str] | None = None):
         """Serve this engine over OpenAI's HTTP API from a daemon thread of this process (the kernel
         keeps running cells). Returns a `BackgroundServer`: `.url` is the clients' `base_url`
         (`http://127.0.0.1:8000/v1`), `.stop()` ends it. `port=0` picks a free port; `api_key`
         requires `Authorization: Bearer <key>`. Requests queue and run one at a time; while one
-        runs, this engine's own `create` calls raise EngineBusyError."""
+        runs, this engine's own `create` calls raise EngineBusyError. `cors_origins` (default none)
+        lets web pages of those origins call it from a browser, e.g. ["http://localhost:3000"];
+        "*" lets any page the browser opens use the models, so pair it with `api_key`."""
         from ..server.background import BackgroundServer  # a front end: imported only when serving
 
-        return BackgroundServer(self, host=host, port=port, api_key=api_key, max_queue=max_queue, log_level=log_level)
+        return BackgroundServer(self, host=host, port=port, api_key=api_key, max_queue=max_queue, log_level=log_level,
+                                cors_origins=cors_origins)
 
 
 def create_engine(

@@ -1,6 +1,7 @@
 """Request validation: OpenAI-style keyword arguments in, typed and normalized records out.
 
-Owns the rules for the arguments of `chat.completions.create` and `completions.create`: which
+Owns the rules for the arguments of `chat.completions.create`, `completions.create` and
+`embeddings.create` (the HTTP server's /v1/embeddings; no embedding model runs yet): which
 fields exist, their types, ranges and defaults, which OpenAI fields notebook_llm rejects by
 name, and the shape of `messages`. Pure Python: no wgpu, no engine, no tokenizer; the model's
 `vocab_size` is the one fact about the model it takes. Every error is an `InvalidRequestError`
@@ -62,6 +63,9 @@ RESPONSE_FORMAT_KEYS = {
     "grammar": ("type", "grammar"),  # WebLLM's EBNF grammar string
 }
 JSON_SCHEMA_KEYS = ("name", "schema", "description", "strict")
+EMBEDDING_FIELDS = ("model", "input", "encoding_format", "dimensions", "user")
+ENCODING_FORMATS = ("float", "base64")  # the openai client asks for base64 unless told otherwise
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit on the items of one embeddings request
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +111,17 @@ class CompletionRequest(GenerationRequest):
     prompt: str | list[int]  # text, or token ids that skip the tokenizer
     echo: bool = False  # the prompt is repeated at the start of the text
     max_tokens: int | None = COMPLETION_DEFAULT_MAX_TOKENS
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingRequest:
+    """A validated `embeddings.create` call."""
+
+    input: list[str] | list[list[int]]  # texts, or token-id lists; a single one becomes a list of one
+    model: str | None = None  # None: the loaded model
+    encoding_format: str = "float"  # "float" lists, or "base64" of little-endian float32
+    dimensions: int | None = None  # None: the model's own; else truncated to this many (>= 1)
+    user: str | None = None  # accepted and ignored, as OpenAI's end-user id
 
 
 def validate_chat_request(kwargs: Mapping[str, Any], *, vocab_size: int | None = None) -> ChatRequest:
@@ -164,6 +179,26 @@ def validate_completion_request(kwargs: Mapping[str, Any], *, vocab_size: int | 
         top_logprobs=legacy_logprobs or 0,
         echo=_bool(fields, "echo", False),
         **common,
+    )
+
+
+def validate_embedding_request(kwargs: Mapping[str, Any]) -> EmbeddingRequest:
+    """Check `embeddings.create` arguments (OpenAI's: `input` a string, a list of strings, a list
+    of token ids or a list of such lists, at most 2048 items) and return them normalized."""
+    fields = _merge_extra_body(kwargs)
+    _reject_unexpected(fields, EMBEDDING_FIELDS, ())
+    if "input" not in fields:
+        _fail("input", "input is missing; allowed: a non-empty string, a list of them, a list of token ids, "
+                       "or a list of token-id lists")
+    encoding_format = fields.get("encoding_format")
+    if encoding_format is not None and encoding_format not in ENCODING_FORMATS:
+        _fail("encoding_format", f"encoding_format is {_show(encoding_format)}; allowed: {', '.join(ENCODING_FORMATS)}")
+    return EmbeddingRequest(
+        input=_embedding_input(fields["input"]),
+        model=_model(fields.get("model")),
+        encoding_format=encoding_format or "float",
+        dimensions=_int(fields, "dimensions", None, 1, None),
+        user=_optional_str(fields, "user"),
     )
 
 
@@ -473,6 +508,26 @@ def _prompt(value: Any, vocab_size: int | None) -> str | list[int]:
             _fail("prompt", f"prompt has token id {too_big[0]}; allowed: token ids 0..{vocab_size - 1}")
         return [int(t) for t in value]
     _fail("prompt", f"prompt is {_show(value)}; allowed: {allowed}")
+
+
+def _embedding_input(value: Any) -> list[str] | list[list[int]]:
+    allowed = "a non-empty string, a list of them, a list of token ids, or a list of token-id lists"
+
+    def token_ids(item: Any) -> bool:
+        return isinstance(item, (list, tuple)) and bool(item) and all(_is_int(t) and t >= 0 for t in item)
+
+    if isinstance(value, str) and value:
+        return [value]
+    if token_ids(value):
+        return [[int(t) for t in value]]
+    if isinstance(value, (list, tuple)) and value:
+        if len(value) > MAX_EMBEDDING_INPUTS:
+            _fail("input", f"input has {len(value)} items; allowed: at most {MAX_EMBEDDING_INPUTS}")
+        if all(isinstance(item, str) and item for item in value):
+            return list(value)
+        if all(token_ids(item) for item in value):
+            return [[int(t) for t in item] for item in value]
+    _fail("input", f"input is {_show(value)}; allowed: {allowed}")
 
 
 # --- scalars ----------------------------------------------------------------------------------

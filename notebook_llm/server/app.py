@@ -3,7 +3,13 @@
     GET  /v1/models               the loaded models
     POST /v1/chat/completions     chat, streamed as server-sent events or not
     POST /v1/completions          legacy text completion, streamed or not
+    POST /v1/embeddings           validated, then 404: no model the engine runs is an embedding model yet
     GET  /health                  liveness, without auth
+
+Cross-origin requests from browsers (a web page or a JupyterLab extension served from another
+origin) are refused by the browser unless the server is started with `cors_origins`; then
+preflights (OPTIONS) are answered without auth, as browsers send them without credentials, and
+the real request still needs the key.
 
 Owns the HTTP side only: auth, body limits, mapping errors to statuses (`errors`), and handing
 validated generations to the engine's `GenerationQueue` (`scheduler`). Validation, prompts and
@@ -20,20 +26,23 @@ import asyncio
 import contextlib
 import hmac
 import json
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..api.requests import validate_chat_request, validate_completion_request
-from ..errors import EngineNotLoadedError
-from .errors import HttpError, RequestRejected, http_error, unknown_model
+from ..api.requests import validate_chat_request, validate_completion_request, validate_embedding_request
+from ..errors import EngineNotLoadedError, InvalidRequestError
+from .errors import HttpError, RequestRejected, http_error, not_an_embedding_model, unknown_model
 from .responses import (
     DONE_EVENT,
     KEEP_ALIVE_EVENT,
@@ -46,6 +55,8 @@ from .scheduler import MAX_QUEUE, GenerationQueue, Job
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: far above any prompt a context window holds
 KEEP_ALIVE_S = 15.0  # an SSE comment this often while a streamed request waits its turn
+CORS_MAX_AGE_S = 600  # browsers may reuse a preflight's answer this long
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+")  # scheme://host[:port], as browsers send Origin
 
 
 class OpenAIServer:
@@ -91,6 +102,17 @@ class OpenAIServer:
     async def completions(self, request: Request) -> Response:
         return await self._generate(request, self.engine.completions.create, validate_completion_request,
                                     merge_completion_chunks)
+
+    async def embeddings(self, request: Request) -> Response:
+        """Checked as OpenAI checks it (key, body, model served); a request for a served model is then
+        answered as OpenAI answers a model used on an endpoint it does not support: 404, param model."""
+        try:
+            self._authorize(request)
+            embedding = validate_embedding_request(await self._json_body(request))
+            self._check_model(embedding.model)
+            raise not_an_embedding_model(embedding.model or self.engine.loaded_models[0])
+        except Exception as error:
+            return http_error(error).response()
 
     async def http_exception(self, request: Request, error: HTTPException) -> Response:
         message = f"{request.method} {request.url.path}: {error.detail}"
@@ -228,10 +250,39 @@ async def _cancel_on_disconnect(receive: Receive, job: Job) -> None:
     job.cancel()
 
 
+def check_cors_origins(origins: str | Sequence[str] | None) -> list[str]:
+    """The origins browsers may call the server from: "*" (any), or each `scheme://host[:port]` as a
+    browser sends it in `Origin` (a trailing "/" is dropped). None or empty: no cross-origin access."""
+    if origins is None:
+        return []
+    if isinstance(origins, str):
+        origins = [origins]
+    checked = []
+    for origin in origins:
+        value = origin.rstrip("/") if isinstance(origin, str) else origin
+        if not isinstance(value, str) or not (value == "*" or _ORIGIN.fullmatch(value)):
+            raise InvalidRequestError(
+                f"cors_origins has {origin!r}; allowed: '*' or origins such as 'http://localhost:3000' "
+                "(scheme://host[:port], no path)", param="cors_origins")
+        checked.append(value)
+    return checked
+
+
+def cors_middleware(origins: list[str]) -> list[Middleware]:
+    """Starlette's CORS middleware for `origins` (none: no middleware, responses carry no CORS headers).
+    Any request header may be sent (the openai JS client adds its own); Retry-After is readable."""
+    if not origins:
+        return []
+    return [Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"],
+                       expose_headers=["Retry-After"], max_age=CORS_MAX_AGE_S)]
+
+
 def create_app(engine, *, api_key: str | None = None, max_queue: int = MAX_QUEUE,
-               max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+               max_body_bytes: int = MAX_BODY_BYTES, cors_origins: str | Sequence[str] | None = None) -> Starlette:
     """The ASGI app serving `engine` (`app.state.openai_server` holds its state). Run it with any
-    ASGI server; `notebook_llm.server.BackgroundServer` runs it inside a notebook's kernel."""
+    ASGI server; `notebook_llm.server.BackgroundServer` runs it inside a notebook's kernel.
+    `cors_origins` lets browser pages of those origins call it (see `check_cors_origins`)."""
+    origins = check_cors_origins(cors_origins)
     server = OpenAIServer(engine, api_key=api_key, max_queue=max_queue, max_body_bytes=max_body_bytes)
 
     @contextlib.asynccontextmanager
@@ -246,7 +297,9 @@ def create_app(engine, *, api_key: str | None = None, max_queue: int = MAX_QUEUE
             Route("/v1/models/{model:path}", server.get_model, methods=["GET"]),
             Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
             Route("/v1/completions", server.completions, methods=["POST"]),
+            Route("/v1/embeddings", server.embeddings, methods=["POST"]),
         ],
+        middleware=cors_middleware(origins),
         exception_handlers={HTTPException: server.http_exception},
         lifespan=lifespan,
     )

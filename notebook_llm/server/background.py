@@ -17,7 +17,7 @@ import time
 
 import uvicorn
 
-from .app import MAX_QUEUE, create_app
+from .app import MAX_QUEUE, check_cors_origins, create_app
 
 STARTUP_TIMEOUT_S = 30.0
 GRACEFUL_SHUTDOWN_S = 3  # open streams are cancelled first, so this is rarely reached
@@ -56,9 +56,10 @@ class BackgroundServer:
     requests in flight and closes the port. Made by `engine.serve(...)`."""
 
     def __init__(self, engine, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-                 max_queue: int = MAX_QUEUE, log_level: str = "warning"):
+                 max_queue: int = MAX_QUEUE, log_level: str = "warning", cors_origins: list[str] | None = None):
+        origins = check_cors_origins(cors_origins)  # before binding: a bad origin leaves nothing behind
         self._socket = bind_socket(host, port)  # first: a port in use leaves nothing behind
-        self.app = create_app(engine, api_key=api_key, max_queue=max_queue)
+        self.app = create_app(engine, api_key=api_key, max_queue=max_queue, cors_origins=origins)
         self.url = base_url(self._socket)
         config = uvicorn.Config(self.app, log_level=log_level, access_log=False,
                                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
@@ -109,10 +110,12 @@ class BackgroundServer:
 
 
 def serve_forever(engine, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-                  max_queue: int = MAX_QUEUE, log_level: str = "info", on_ready=None) -> None:
+                  max_queue: int = MAX_QUEUE, log_level: str = "info", on_ready=None,
+                  cors_origins: list[str] | None = None) -> None:
     """Serve in the foreground until Ctrl-C (uvicorn handles the signals)."""
+    origins = check_cors_origins(cors_origins)
     sock = bind_socket(host, port)
-    app = create_app(engine, api_key=api_key, max_queue=max_queue)
+    app = create_app(engine, api_key=api_key, max_queue=max_queue, cors_origins=origins)
     if on_ready is not None:
         on_ready(base_url(sock))
     uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)).run(

@@ -87,3 +87,13 @@ def unknown_model(model: str, served: list[str]) -> RequestRejected:
     return RequestRejected(HttpError(
         404, f"model {model!r} is not served here; served models: {served_text} (GET /v1/models lists them)",
         code="model_not_found", param="model"))
+
+
+def not_an_embedding_model(model: str) -> RequestRejected:
+    """OpenAI's answer to a model used on an endpoint it does not support ("This is not a chat model
+    and thus not supported in the v1/chat/completions endpoint"): 404, invalid_request_error, param
+    model, code null."""
+    return RequestRejected(HttpError(
+        404, f"model {model!r} is not an embedding model, so /v1/embeddings cannot serve it (it serves "
+             "/v1/chat/completions and /v1/completions); notebook_llm runs no embedding models yet",
+        param="model"))
