@@ -1,15 +1,24 @@
-// y[r] = sum_k W[r, k] * x[k]   (decode: one token), or y[r] += ... when ACCUMULATE
+// y[r] = sum_k W[r, k] * in[k]   (decode: one token), or y[r] += ... when ACCUMULATE
 // (the residual add fused into the epilogue).
 //
+// `in` is the matvec's input vector as an input prologue (`//!include input`) defines it from the
+// buffer x: x itself (input_plain), rmsnorm(x) · weight (input_rmsnorm: the norm before QKV, the
+// FFN and the LM head), or act(gate) · up of a [gate; up] buffer (input_silu_mul, input_gelu_mul:
+// the FFN middle before the down projection). Fusing them here saves a dispatch, and its barrier,
+// per norm and per FFN: each workgroup recomputes the prologue for its rows, which costs reads of a
+// vector of a few thousand floats from cache against the megabytes of weights.
+//
 // Bindings: 0 weight_codes u32[], 1 weight_scales u32[] (layout from `//!include weights`),
-//           2 x vec4<f32>[cols/4], 3 y f32[row_offset + rows], 4 params.
+//           2 x vec4<f32>[...], 3 y f32[row_offset + rows], 4 params, 5.. the prologue's.
 // W may be one row block of a larger matrix (a matrix too large for one storage binding, such as
 // a 262k-token LM head, is bound as several blocks): its row r is written to y[row_offset + r].
-// Mapping: a workgroup of 256 threads computes ROWS_PER_WORKGROUP rows; the THREADS_PER_ROW
-// threads of one row stride over its 8-column blocks, then reduce in workgroup memory.
-// ROWS_PER_WORKGROUP * THREADS_PER_ROW must be 256. GPUs want 64 threads per row (coalesced
-// reads, short per-thread loops); CPU drivers such as lavapipe run 4 threads per row 3-5x faster
-// (fewer barrier rounds), so the model picks per adapter (notebook_llm/models/llama.py).
+// Mapping: a workgroup of 256 threads is WORKGROUP / THREADS_PER_ROW lanes groups; group g
+// computes ROWS_PER_THREAD consecutive rows: its THREADS_PER_ROW threads stride over the 8-column
+// blocks of those rows, reading each block of `in` once for all of them, then reduce in workgroup
+// memory. GPUs want 64 threads per row (coalesced reads, short per-thread loops) and several rows
+// per thread on large matrices (`in` is read once per ROWS_PER_THREAD rows); CPU drivers such as
+// lavapipe run 4 threads per row 3-5x faster (fewer barrier rounds). The model picks both per
+// adapter and matrix (notebook_llm/models/llama.py).
 // Tested by tests/test_kernels_matmul.py against numpy float64.
 
 //!include weights
@@ -22,33 +31,55 @@ struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }  // out_r
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
-override ACCUMULATE: bool = false;
 const WORKGROUP: u32 = 256u;
-override ROWS_PER_WORKGROUP: u32 = 4u;
+const MAX_ROWS_PER_THREAD: u32 = 4u;
+override ACCUMULATE: bool = false;
 override THREADS_PER_ROW: u32 = 64u;
+override ROWS_PER_THREAD: u32 = 1u;  // 1, 2 or 4
 
-var<workgroup> partial: array<f32, WORKGROUP>;
+//!include input
+
+var<workgroup> partial: array<f32, 1024>;  // WORKGROUP * MAX_ROWS_PER_THREAD
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let row = (wg.y * nwg.x + wg.x) * ROWS_PER_WORKGROUP + lid / THREADS_PER_ROW;
+    prepare_input(lid);  // before any branch: prologues may reduce over the workgroup
+
+    let groups = WORKGROUP / THREADS_PER_ROW;
+    let first_row = ((wg.y * nwg.x + wg.x) * groups + lid / THREADS_PER_ROW) * ROWS_PER_THREAD;
     let lane = lid % THREADS_PER_ROW;
-    var sum = 0.0;
-    if (row < params.rows) {
+    var sums = array<f32, MAX_ROWS_PER_THREAD>(0.0, 0.0, 0.0, 0.0);
+    if (first_row < params.rows) {
+        let last_row = params.rows - 1u;
         for (var k0 = lane * 8u; k0 < params.cols; k0 += THREADS_PER_ROW * 8u) {
-            let w = weight_block8(row, k0, params.cols);
-            sum += dot(w.lo, x[k0 / 4u]) + dot(w.hi, x[k0 / 4u + 1u]);
+            let lo = input4(k0 / 4u);
+            let hi = input4(k0 / 4u + 1u);
+            for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+                // rows past the end re-read the last row; their sums are never written
+                let w = weight_block8(min(first_row + r, last_row), k0, params.cols);
+                sums[r] += dot(w.lo, lo) + dot(w.hi, hi);
+            }
         }
     }
-    partial[lid] = sum;
+    for (var r = 0u; r < ROWS_PER_THREAD; r++) { partial[r * WORKGROUP + lid] = sums[r]; }
     workgroupBarrier();
     for (var stride = THREADS_PER_ROW / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) { partial[lid] += partial[lid + stride]; }
+        if (lane < stride) {
+            for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+                partial[r * WORKGROUP + lid] += partial[r * WORKGROUP + lid + stride];
+            }
+        }
         workgroupBarrier();
     }
-    if (lane == 0u && row < params.rows) {
-        let out = params.row_offset + row;
-        if (ACCUMULATE) { y[out] += partial[lid]; } else { y[out] = partial[lid]; }
+    if (lane == 0u) {
+        for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+            let row = first_row + r;
+            if (row < params.rows) {
+                let out = params.row_offset + row;
+                let value = partial[r * WORKGROUP + lid];
+                if (ACCUMULATE) { y[out] += value; } else { y[out] = value; }
+            }
+        }
     }
 }

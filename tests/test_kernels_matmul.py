@@ -60,14 +60,18 @@ def matvec_workgroups(rows: int, rows_per_workgroup: int = 4) -> tuple[int, int]
     return (n, 1) if n <= MAX_WORKGROUPS else (MAX_WORKGROUPS, -(-n // MAX_WORKGROUPS))
 
 
-def run_matvec(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, threads_per_row: int = 64) -> np.ndarray:
-    """y = W x, or y0 + W x with ACCUMULATE; y is poisoned with NaN first when not accumulating."""
+def run_matvec(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, threads_per_row: int = 64,
+               rows_per_thread: int = 1, prologue: str | None = None, extra: list | None = None) -> np.ndarray:
+    """y = W x, or y0 + W x with ACCUMULATE; y is poisoned with NaN first when not accumulating.
+    `prologue` and the buffers it binds (`extra`, from binding 5) select matvec's input prologue."""
     y = ctx.empty(w.rows * 4)
-    return run_matvec_blocks(ctx, w, x, y, y0, threads_per_row)
+    return run_matvec_blocks(ctx, w, x, y, y0, threads_per_row, rows_per_thread=rows_per_thread,
+                             prologue=prologue, extra=extra)
 
 
 def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | None = None,
-                      threads_per_row: int = 64, max_bytes: int | None = None) -> np.ndarray:
+                      threads_per_row: int = 64, max_bytes: int | None = None, rows_per_thread: int = 1,
+                      prologue: str | None = None, extra: list | None = None) -> np.ndarray:
     """run_matvec with W bound as row blocks of at most `max_bytes` (one dispatch each), as the model
     binds a matrix larger than a storage binding."""
     blocks = split_rows(w, max_bytes) if max_bytes else [(0, w)]
@@ -77,14 +81,14 @@ def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | N
         ctx.queue.write_buffer(y, 0, y0.astype(np.float32).tobytes())
     x_buffer = ctx.buffer(x.astype(np.float32))
     constants = {"ACCUMULATE": True} if y0 is not None else {}
-    rows_per_workgroup = 256 // threads_per_row
-    constants.update(ROWS_PER_WORKGROUP=rows_per_workgroup, THREADS_PER_ROW=threads_per_row)
+    rows_per_workgroup = 256 // threads_per_row * rows_per_thread
+    constants.update(THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread)
     dispatches = []
     for row_offset, block in blocks:
         buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_buffer, y,
-                   ctx.uniform(params(block.rows, block.cols, row_offset))]
+                   ctx.uniform(params(block.rows, block.cols, row_offset)), *(extra or [])]
         workgroups = matvec_workgroups(block.rows, rows_per_workgroup)
-        dispatches.append(ctx.dispatch("matvec", buffers, workgroups, weights=w.layout, **constants))
+        dispatches.append(ctx.dispatch("matvec", buffers, workgroups, weights=w.layout, prologue=prologue, **constants))
     ctx.run(dispatches)
     return ctx.read(y, np.float32, w.rows)
 
@@ -127,6 +131,56 @@ def test_matvec_matches_numpy(ctx, rng, qtype):
     out = run_matvec(ctx, w, x)
     ref = dequantize(w).astype(np.float64) @ x.astype(np.float64)
     assert relative_error(out, ref) < BOUND
+
+
+@pytest.mark.parametrize("rows_per_thread", [2, 4])
+@pytest.mark.parametrize("threads_per_row", [64, 4])
+@pytest.mark.parametrize("qtype", [QT.Q4_0, QT.Q8_0, QT.Q4_K, QT.F16], ids=lambda t: t.name)
+def test_matvec_with_several_rows_per_thread_matches_numpy(ctx, rng, qtype, threads_per_row, rows_per_thread):
+    """The variant large matrices get: each thread's group computes 2 or 4 rows, reading the input
+    once for them; 203 rows leave the last group short (rows past the end must not be written)."""
+    rows, cols = 203, odd_width(qtype)
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    y0 = rng.standard_normal(rows).astype(np.float32)
+    out = run_matvec(ctx, w, x, y0, threads_per_row=threads_per_row, rows_per_thread=rows_per_thread)
+    ref = y0.astype(np.float64) + dequantize(w).astype(np.float64) @ x.astype(np.float64)
+    assert relative_error(out, ref) < BOUND
+
+
+@pytest.mark.parametrize("rows_per_thread", [1, 4])
+def test_matvec_rmsnorm_prologue_matches_numpy(ctx, rng, rows_per_thread):
+    """in = x / sqrt(mean(x²) + eps) * g, computed inside the matvec (the decode norm before QKV)."""
+    rows, cols, eps = 203, 608, 1e-5
+    w = random_weight(rng, QT.Q4_1, rows, cols)
+    x = (3.0 * rng.standard_normal(cols)).astype(np.float32)
+    g = rng.uniform(0.5, 1.5, cols).astype(np.float32)
+    norm_params = np.array([cols, np.float32(eps).view(np.uint32), 0, 0], np.uint32)
+    out = run_matvec(ctx, w, x, rows_per_thread=rows_per_thread, prologue="rmsnorm",
+                     extra=[ctx.buffer(g), ctx.uniform(norm_params)])
+    x64 = x.astype(np.float64)
+    normed = x64 / np.sqrt(np.mean(x64 ** 2) + eps) * g
+    assert relative_error(out, dequantize(w).astype(np.float64) @ normed) < BOUND
+
+
+def _silu(g: np.ndarray) -> np.ndarray:
+    return g / (1.0 + np.exp(-g))
+
+
+def _gelu_tanh(g: np.ndarray) -> np.ndarray:
+    return 0.5 * g * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (g + 0.044715 * g ** 3)))
+
+
+@pytest.mark.parametrize("prologue, act", [("silu_mul", _silu), ("gelu_mul", _gelu_tanh)])
+def test_matvec_ffn_prologue_matches_numpy(ctx, rng, prologue, act):
+    """in = act(gate) * up for x = [gate; up] (the decode FFN middle fused into the down projection);
+    gates up to ±20 reach both tails of the activations."""
+    rows, cols = 203, 768
+    w = random_weight(rng, QT.Q6_K, rows, cols)
+    gate_up = np.concatenate([rng.uniform(-20, 20, cols), rng.standard_normal(cols)]).astype(np.float32)
+    out = run_matvec(ctx, w, gate_up, rows_per_thread=2, prologue=prologue)
+    gate, up = gate_up[:cols].astype(np.float64), gate_up[cols:].astype(np.float64)
+    assert relative_error(out, dequantize(w).astype(np.float64) @ (act(gate) * up)) < BOUND
 
 
 @pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.Q4_K, QT.Q6_K], ids=lambda t: t.name)

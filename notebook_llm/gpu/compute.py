@@ -89,16 +89,19 @@ class GpuContext:
         buffers: list[wgpu.GPUBuffer],
         workgroups: int | tuple[int, ...],
         weights: str | None = None,
+        prologue: str | None = None,
         **constants: float,
     ) -> Dispatch:
-        """Bind `buffers` to @binding(0..n) of group 0 of `kernel`, in the kernel's declared order."""
-        pipeline = self.pipelines.get(kernel, weights, **constants)
+        """Bind `buffers` to @binding(0..n) of group 0 of `kernel`, in the kernel's declared order
+        (`weights`: the weight layout of a matrix kernel; `prologue`: matvec's input prologue)."""
+        pipeline = self.pipelines.get(kernel, weights, prologue, **constants)
         entries = [{"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}} for i, b in enumerate(buffers)]
         bind_group = self.device.create_bind_group(
             label=kernel, layout=pipeline.get_bind_group_layout(0), entries=entries
         )
         groups = (workgroups, 1, 1) if isinstance(workgroups, int) else tuple(workgroups) + (1,) * (3 - len(workgroups))
-        return Dispatch(pipeline, bind_group, groups, label=f"{kernel}_{weights}" if weights else kernel)
+        label = "_".join(part for part in (kernel, weights, prologue) if part)
+        return Dispatch(pipeline, bind_group, groups, label=label)
 
     def encode(self, encoder: wgpu.GPUCommandEncoder, dispatches: list[Dispatch], timestamp_writes=None) -> None:
         """Record `dispatches` into one compute pass of `encoder`.

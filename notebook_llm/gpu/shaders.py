@@ -2,7 +2,8 @@
 
 WGSL has no `#include`, so this module has the one include step the project uses: a line
 `//!include NAME` in a kernel is replaced by `kernels/NAME.wgsl`, and the line
-`//!include weights` by the weight-layout file the caller picks (`weights_q4g32.wgsl`, ...).
+`//!include weights` by the weight-layout file the caller picks (`weights_q4g32.wgsl`, ...), and
+`//!include input` by the matvec input prologue it picks (`input_plain.wgsl`, `input_rmsnorm.wgsl`, ...).
 No other text substitution happens: shapes go in uniforms, tuning knobs are `override`s.
 """
 
@@ -31,7 +32,7 @@ def _read(name: str) -> str:
     return (kernels_dir() / f"{name}.wgsl").read_text()
 
 
-def shader_source(name: str, weights: str | None = None) -> str:
+def shader_source(name: str, weights: str | None = None, prologue: str | None = None) -> str:
     """The full WGSL of kernel `name`, includes resolved (each file at most once)."""
     seen: set[str] = set()
 
@@ -42,6 +43,8 @@ def shader_source(name: str, weights: str | None = None) -> str:
                 if weights is None:
                     raise ValueError(f"kernel {name!r} needs a weight layout (weights=...)")
                 include = f"weights_{weights}"
+            elif include == "input":
+                include = f"input_{prologue or 'plain'}"
             if include in seen:
                 return ""
             seen.add(include)
@@ -57,22 +60,23 @@ def shader_source(name: str, weights: str | None = None) -> str:
 
 
 class PipelineCache:
-    """Compute pipelines keyed by (kernel, weight layout, override constants), built once."""
+    """Compute pipelines keyed by (kernel, weight layout, input prologue, override constants), built once."""
 
     def __init__(self, device: wgpu.GPUDevice):
         self._device = device
         self._modules: dict[tuple, wgpu.GPUShaderModule] = {}
         self._pipelines: dict[tuple, wgpu.GPUComputePipeline] = {}
 
-    def get(self, name: str, weights: str | None = None, **constants: float) -> wgpu.GPUComputePipeline:
-        key = (name, weights, tuple(sorted(constants.items())))
+    def get(self, name: str, weights: str | None = None, prologue: str | None = None,
+            **constants: float) -> wgpu.GPUComputePipeline:
+        key = (name, weights, prologue, tuple(sorted(constants.items())))
         pipeline = self._pipelines.get(key)
         if pipeline is None:
-            module_key = (name, weights)
+            module_key = (name, weights, prologue)
             module = self._modules.get(module_key)
             if module is None:
-                label = f"{name}_{weights}" if weights else name
-                module = self._device.create_shader_module(label=label, code=shader_source(name, weights))
+                label = "_".join(part for part in (name, weights, prologue) if part)
+                module = self._device.create_shader_module(label=label, code=shader_source(name, weights, prologue))
                 self._modules[module_key] = module
             stage = {"module": module, "entry_point": "main"}
             if constants:

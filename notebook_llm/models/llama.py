@@ -45,7 +45,13 @@ MATMUL_TILE_TOKENS = 32
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
 ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl, gelu_mul.wgsl
+# The FFN middle: its own kernel in prefill, the down projection's input prologue in decode
+# (kernels/input_silu_mul.wgsl, input_gelu_mul.wgsl).
 FFN_KERNELS = {"silu": "silu_mul", "gelu_tanh": "gelu_mul"}
+# Workgroups a decode matvec should keep before its threads take several rows each (which reads
+# the input once for all of them): enough to fill a large GPU; a CPU driver runs a few at a time.
+MATVEC_MIN_WORKGROUPS_GPU = 512
+MATVEC_MIN_WORKGROUPS_CPU = 8
 
 
 @dataclass(frozen=True)
@@ -219,18 +225,27 @@ class LlamaModel:
         return self._shape_params[key]
 
     # -- graphs ------------------------------------------------------------------------------
-    def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False) -> list[Dispatch]:
-        """y (+)= x · Wᵀ: matvec for one token, matmul for a chunk (workgroups set per chunk);
-        one dispatch per row block of W."""
+    def _matvec_rows_per_thread(self, rows: int) -> int:
+        groups = MATVEC_WORKGROUP // self.matvec_threads_per_row
+        wanted = MATVEC_MIN_WORKGROUPS_CPU if self.ctx.gpu.adapter.is_cpu else MATVEC_MIN_WORKGROUPS_GPU
+        return next((r for r in (4, 2) if rows >= wanted * groups * r), 1)
+
+    def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False,
+                prologue: str | None = None, norm: wgpu.GPUBuffer | None = None) -> list[Dispatch]:
+        """y (+)= in · Wᵀ: matvec for one token, matmul for a chunk (workgroups set per chunk);
+        one dispatch per row block of W. Decode only: `prologue` makes `in` rmsnorm(x) · norm
+        ("rmsnorm") or the FFN middle of x = [gate; up] ("silu_mul", "gelu_mul"); else in = x."""
         dispatches = []
         for b in m.blocks:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
             if decode:
-                rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row
+                rows_per_thread = self._matvec_rows_per_thread(b.rows)
+                rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row * rows_per_thread
+                extra = [norm, self.norm_params] if prologue == "rmsnorm" else []
                 dispatches.append(self.ctx.dispatch(
-                    "matvec", [b.codes, b.scales, x, y, shape],
-                    _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, ACCUMULATE=accumulate,
-                    ROWS_PER_WORKGROUP=rows_per_workgroup, THREADS_PER_ROW=self.matvec_threads_per_row,
+                    "matvec", [b.codes, b.scales, x, y, shape, *extra],
+                    _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,
+                    ACCUMULATE=accumulate, THREADS_PER_ROW=self.matvec_threads_per_row, ROWS_PER_THREAD=rows_per_thread,
                 ))
             else:
                 dispatches.append(self.ctx.dispatch(
@@ -246,13 +261,29 @@ class LlamaModel:
         return [self.ctx.dispatch("embed", [b.codes, b.scales, self.tokens, self.x, self._shape(b.rows, e.cols, b.row_offset), self.step],
                                   (0, 1, 1), weights=b.layout, **constants) for b in e.blocks]
 
+    def _normed_linear(self, m: GpuMatrix, norm: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
+        """y = rmsnorm(residual) · norm · Wᵀ: the norm fused into the matvec in decode, its own dispatch in prefill."""
+        if decode:
+            return self._linear(m, self.x, y, decode, prologue="rmsnorm", norm=norm)
+        return [self.ctx.dispatch("rmsnorm", [self.x, norm, self.x_norm, self.norm_params, self.step], (0, 1, 1)),
+                *self._linear(m, self.x_norm, y, decode)]
+
+    def _ffn_down(self, layer: dict, decode: bool) -> list[Dispatch]:
+        """residual (+)= act(gate) · up · W_downᵀ: the FFN middle fused into the matvec in decode."""
+        cfg, middle = self.config, FFN_KERNELS[self.config.ffn_activation]
+        if decode:
+            return self._residual_add(layer["ffn_down"], self.gate_up, layer["post_ffw_norm"], decode, prologue=middle)
+        return [self.ctx.dispatch(middle, [self.gate_up, self.ffn_hidden, self.ffn_params, self.step],
+                                  (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
+                *self._residual_add(layer["ffn_down"], self.ffn_hidden, layer["post_ffw_norm"], decode)]
+
     def _residual_add(self, block_linear: GpuMatrix, x: wgpu.GPUBuffer, post_norm: wgpu.GPUBuffer | None,
-                      decode: bool) -> list[Dispatch]:
+                      decode: bool, prologue: str | None = None) -> list[Dispatch]:
         """residual += x · Wᵀ (fused into the projection's epilogue), or with a post norm (Gemma):
         block_out = x · Wᵀ, then residual += rmsnorm(block_out) · post_norm."""
         if post_norm is None:
-            return self._linear(block_linear, x, self.x, decode, accumulate=True)
-        return self._linear(block_linear, x, self.block_out, decode) + [
+            return self._linear(block_linear, x, self.x, decode, accumulate=True, prologue=prologue)
+        return self._linear(block_linear, x, self.block_out, decode, prologue=prologue) + [
             self.ctx.dispatch("rmsnorm", [self.block_out, post_norm, self.x, self.norm_params, self.step], (0, 1, 1), ACCUMULATE=True)
         ]
 
@@ -261,24 +292,20 @@ class LlamaModel:
         local = cfg.is_local_layer(i)
         rope, attention_params = (self.rope_local, self.attention_params_local) if local else (self.rope, self.attention_params)
         return [
-            c.dispatch("rmsnorm", [self.x, layer["attn_norm"], self.x_norm, self.norm_params, s], (0, 1, 1)),
-            *self._linear(layer["qkv"], self.x_norm, self.qkv, decode),
+            *self._normed_linear(layer["qkv"], layer["attn_norm"], self.qkv, decode),
             c.dispatch("rope_kv_write", [self.qkv, layer["qkv_bias"], layer["q_norm"], layer["k_norm"], rope,
                                          self.q, self.k_cache[i], self.v_cache[i], self.rope_params, s],
                        (0, cfg.n_head + cfg.n_kv_head, 1), HAS_BIAS=cfg.qkv_bias, QK_NORM=cfg.qk_norm, NEOX=cfg.rope_neox),
             c.dispatch("attention", [self.q, self.k_cache[i], self.v_cache[i], self.attn, attention_params, s], (cfg.n_head, 0, 1)),
             *self._residual_add(layer["attn_output"], self.attn, layer["post_attention_norm"], decode),
-            c.dispatch("rmsnorm", [self.x, layer["ffn_norm"], self.x_norm, self.norm_params, s], (0, 1, 1)),
-            *self._linear(layer["gate_up"], self.x_norm, self.gate_up, decode),
-            c.dispatch(FFN_KERNELS[cfg.ffn_activation], [self.gate_up, self.ffn_hidden, self.ffn_params, s],
-                       (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
-            *self._residual_add(layer["ffn_down"], self.ffn_hidden, layer["post_ffw_norm"], decode),
+            *self._normed_linear(layer["gate_up"], layer["ffn_norm"], self.gate_up, decode),
+            *self._ffn_down(layer, decode),
         ]
 
     def _build_graph(self, decode: bool) -> list[Dispatch]:
         """Dispatches of one step. Prefill workgroup counts that depend on n_tokens hold 0 and
         are filled in by `_sized` for each chunk."""
-        graph = self._body(decode) + self._head()
+        graph = self._body(decode) + self._head(decode)
         return self._sized(graph, 1) if decode else graph
 
     def _body(self, decode: bool) -> list[Dispatch]:
@@ -288,8 +315,10 @@ class LlamaModel:
             graph += self._layer(i, decode)
         return graph
 
-    def _head(self) -> list[Dispatch]:
+    def _head(self, decode: bool) -> list[Dispatch]:
         """The final norm of the chunk's last token and the LM head: its logits."""
+        if decode:  # one token: the norm fused into the LM head's matvec
+            return self._linear(self.lm_head, self.x, self.logits, decode=True, prologue="rmsnorm", norm=self.output_norm)
         return [
             self.ctx.dispatch("rmsnorm", [self.x, self.output_norm, self.last_norm, self.norm_params, self.step], (1, 1, 1), LAST_ROW_ONLY=True),
             *self._linear(self.lm_head, self.last_norm, self.logits, decode=True),

@@ -1,0 +1,11 @@
+// Matvec input prologue: in[j] = silu(gate[j]) * up[j] for x = [gate (cols values), up (cols
+// values)], the SwiGLU middle (silu_mul.wgsl) fused into the down projection.
+
+//!include act_silu
+
+fn prepare_input(lid: u32) {}
+
+fn input4(i: u32) -> vec4<f32> {
+    let g = x[i];
+    return vec4<f32>(silu(g.x), silu(g.y), silu(g.z), silu(g.w)) * x[i + params.cols / 4u];
+}
