@@ -279,8 +279,10 @@ def test_malformed_and_oversized_bodies_and_unknown_paths_get_json_errors(server
     assert listed.status_code == 400 and "JSON object" in listed.json()["error"]["message"]
     big = httpx.post(f"{server.url}/completions", content=b"x" * (2 << 20), timeout=30)
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
-    nowhere = httpx.get(f"{server.url}/embeddings", timeout=30)
+    nowhere = httpx.get(f"{server.url}/nowhere", timeout=30)
     assert nowhere.status_code == 404 and set(nowhere.json()["error"]) == {"message", "type", "param", "code"}
+    wrong_method = httpx.get(f"{server.url}/embeddings", timeout=30)
+    assert wrong_method.status_code == 405 and "error" in wrong_method.json()
 
 
 @pytest.mark.slow
