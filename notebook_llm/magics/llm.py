@@ -45,7 +45,7 @@ from .render import LiveView, Reply, extract_code, final_bundle, logprobs_html, 
 SUBCOMMANDS = {
     "list": "the loaded models and the default",
     "use MODEL": "load MODEL, a model id or a .gguf path, in place of the loaded one",
-    "use remote:URL[#MODEL]": "use a model of an OpenAI-compatible server from now on [--api-key KEY]",
+    "use remote:URL[#MODEL]": "use a model of an OpenAI-compatible server (--api-key KEY, else from the environment)",
     "history": "the conversation so far",
     "reset": "forget the conversation",
     "stats": "speed of the last request",
@@ -109,7 +109,7 @@ class LLMMagics(Magics, Configurable):
     - Default: `0.05`
     """
 
-    def __init__(self, shell=None, engine: Engine | None = None, **kwargs: Any):
+    def __init__(self, shell=None, engine: Engine | RemoteEngine | None = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         self._engine = engine  # the engine cells use: the local one or a RemoteEngine
         self._local_engine = engine if not isinstance(engine, RemoteEngine) else None
@@ -431,7 +431,8 @@ class LLMMagics(Magics, Configurable):
 
 
 def _subcommand_help() -> str:
-    return "%llm subcommands:\n" + "\n".join(f"  %llm {k:<14} {v}" for k, v in SUBCOMMANDS.items())
+    width = max(map(len, SUBCOMMANDS))
+    return "%llm subcommands:\n" + "\n".join(f"  %llm {k:<{width}}  {v}" for k, v in SUBCOMMANDS.items())
 
 
 LLMMagics.llm.__doc__ = (
