@@ -34,6 +34,11 @@ class InvalidRequestError(NotebookLLMError, ValueError):
         self.param = param
 
 
+class PackageConfigError(InvalidRequestError):
+    """A model packaging configuration (`notebook-llm package CONFIG.json`) is malformed; `param`
+    is the JSON path of the bad field, e.g. "model_list[1].model_id"."""
+
+
 class ContextLengthError(InvalidRequestError):
     """The prompt plus the requested completion does not fit the context window."""
 

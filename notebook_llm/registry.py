@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
+import json
 import math
 import os
 import re
@@ -435,6 +436,49 @@ class AppConfig:
 
     def __contains__(self, model_id: object) -> bool:
         return any(r.model_id == model_id for r in self.model_list)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "AppConfig":
+        """An AppConfig from a JSON file: {"model_list": [record, ...], "use_cache"?: bool, "cache_dir"?: str}.
+
+        Records are WebLLM-style mappings (`ModelRecord.from_dict`). A local `model` path or a
+        `cache_dir` that is relative is taken relative to the file's folder, so a directory written by
+        `notebook-llm package` loads from wherever it is moved.
+        """
+        path = Path(path).expanduser()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"there is no app config file at {path}") from None
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise InvalidRequestError(f"{path} is not a readable JSON file: {error}", param="path") from None
+        if not isinstance(data, Mapping) or not isinstance(data.get("model_list"), list):
+            raise InvalidRequestError(
+                f"{path} must hold a JSON object whose 'model_list' is a list of model records", param="model_list")
+        base = path.parent.resolve()
+        records = [_relative_to(base, r) for r in data["model_list"]]
+        cache_dir = data.get("cache_dir")
+        if isinstance(cache_dir, str) and not Path(cache_dir).expanduser().is_absolute():
+            data = {**data, "cache_dir": str(base / cache_dir)}
+        return cls(**{**data, "model_list": records})
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "AppConfig":
+        """The AppConfig of a directory holding an `app-config.json` (what `notebook-llm package` writes)."""
+        return cls.from_json(Path(directory).expanduser() / APP_CONFIG_FILE)
+
+
+APP_CONFIG_FILE = "app-config.json"
+
+
+def _relative_to(base: Path, record: Any) -> Any:
+    """A record mapping whose relative local `model` path is made absolute under `base`."""
+    if not isinstance(record, Mapping) or not isinstance(record.get("model"), str):
+        return record  # ModelRecord.from_dict says what is wrong
+    model = record["model"]
+    if "://" in model or not model.strip() or Path(model).expanduser().is_absolute():
+        return record
+    return {**record, "model": str(base / model)}
 
 
 # --------------------------------------------------------------------------------------------
