@@ -552,10 +552,15 @@ def sized_record(*, model: str, model_id: str, model_lib: str, architecture: Arc
     context = min(context_window_size, architecture.context)
     weight_bytes = None if tensor_elements is None else gguf_gpu_weight_bytes(tensor_elements)
     vram = estimate_vram_mb(architecture, quantization, context, prefill_chunk_size, weight_bytes)
+    buffer_bytes = largest_buffer_bytes(architecture, quantization)
+    if tensor_elements is not None:
+        # A known file goes through the loader, which uploads a matrix larger than one storage
+        # binding as row blocks (repack.split_rows): one row, float32 at most, is what must fit.
+        buffer_bytes = 4 * max(architecture.dim, architecture.ffn, architecture.n_head * architecture.head_dim)
     return ModelRecord(
         model=model, model_id=model_id, model_lib=model_lib, vram_required_MB=vram,
         low_resource_required=vram <= LOW_RESOURCE_MB,
-        buffer_size_required_bytes=largest_buffer_bytes(architecture, quantization),
+        buffer_size_required_bytes=buffer_bytes,
         required_features=QUANTIZATIONS[quantization].required_features,
         overrides={"context_window_size": context, "prefill_chunk_size": prefill_chunk_size, **overrides},
         model_type=model_type, family=family, quantization=quantization,

@@ -109,3 +109,59 @@ def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, n_to
     out = run_attention(ctx, q, k_cache, v_cache, position, 0.125, window=window)
     # The same float32 budget as the causal test.
     assert relative_error(out, attention_reference(q, k_cache, v_cache, position, 0.125, window)) < 1e-5
+
+
+# -- decode attention split over the keys (attention_split.wgsl + attention_combine.wgsl) -------
+
+
+def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
+                        chunk: int = 256) -> np.ndarray:
+    """One decode token through the two kernels the decode graph uses; the partials buffer and the
+    output are poisoned with NaN first (every chunk, empty or not, must write its partial)."""
+    _, n_head, head_dim = q.shape
+    n_chunks = -(-k_cache.shape[0] // chunk)
+    partials = ctx.empty(n_head * n_chunks * (4 + head_dim) * 4)
+    ctx.fill(partials)
+    out = ctx.empty(q.nbytes)
+    ctx.fill(out)
+    params = ctx.uniform(struct.pack("<IIIfIIII", n_head, k_cache.shape[1], head_dim, scale, window, 0, 0, 0))
+    step = ctx.uniform(struct.pack("<IIIf", 1, position, 0, 0.0))
+    chunks = ctx.uniform(struct.pack("<IIII", n_chunks, 0, 0, 0))
+    ctx.run([
+        ctx.dispatch("attention_split", [ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), partials, params, step],
+                     (n_head, n_chunks), CHUNK=chunk),
+        ctx.dispatch("attention_combine", [partials, out, params, chunks], (n_head, 1)),
+    ])
+    return ctx.read(out, np.float32, n_head * head_dim).reshape(1, n_head * head_dim)
+
+
+@pytest.mark.parametrize(
+    "position, n_head, n_kv_head, head_dim, chunk, window",
+    [
+        (0, 9, 3, 64, 256, 0),  # the first token: one key in chunk 0, every other chunk empty
+        (100, 9, 3, 64, 256, 0),  # SmolLM2-135M, inside the first chunk
+        (255, 9, 3, 64, 256, 0),  # the first chunk exactly full
+        (256, 8, 2, 128, 256, 0),  # one key into the second chunk; GQA 4, head_dim 128
+        (1000, 14, 2, 64, 64, 0),  # Qwen2.5-0.5B heads, 16 chunks of 64
+        (700, 4, 1, 256, 256, 0),  # Gemma 3 270M heads (head_dim 256: one slice)
+        (900, 9, 3, 64, 128, 300),  # sliding window: chunks before p - 299 are empty or cut
+    ],
+)
+def test_split_attention_matches_numpy(ctx, rng, position, n_head, n_kv_head, head_dim, chunk, window):
+    q, k_cache, v_cache = random_case(rng, 1, position, n_head, n_kv_head, head_dim, q_scale=2.0)
+    scale = 1.0 / np.sqrt(head_dim)
+    out = run_split_attention(ctx, q, k_cache, v_cache, position, scale, window, chunk)
+    ref = attention_reference(q, k_cache, v_cache, position, scale, window)
+    assert relative_error(out, ref) < 1e-5
+
+
+def test_split_attention_chunks_with_far_apart_maxima(ctx, rng):
+    """Scores in the hundreds, largest in a late chunk: the combine must rescale every chunk by
+    exp(m_c - M) (a plain sum of partials overflows or weighs the chunks wrongly)."""
+    position, head_dim = 600, 64
+    q, k_cache, v_cache = random_case(rng, 1, position, 4, 2, head_dim, q_scale=30.0)
+    k_cache[550] *= 3.0
+    out = run_split_attention(ctx, q, k_cache, v_cache, position, 1.0, chunk=128)
+    ref = attention_reference(q, k_cache, v_cache, position, 1.0)
+    assert np.isfinite(out).all()
+    assert relative_error(out, ref) < 1e-5

@@ -198,6 +198,10 @@ def test_offline_gguf_estimate_covers_the_repacked_weights_and_the_kv_cache(mode
     print(f"{model_id}: weights {weight_bytes / MB:.2f} MiB + KV {kv_bytes / MB:.2f} MiB; "
           f"estimate {record.vram_required_MB} MiB")
     assert record.vram_required_MB * MB >= weight_bytes + kv_bytes
+    # Matrices over a binding are uploaded as row blocks, so WebGPU's default 128 MiB binding does
+    # (Gemma's Q8_0 embedding alone is 170 MiB).
+    assert record.buffer_size_required_bytes <= 4 * max(cfg.dim, cfg.ffn_dim)
+    assert why_not_runnable(record, _adapter(binding=128 * MB)) is None
 
 
 def test_known_shapes_give_published_parameter_counts():

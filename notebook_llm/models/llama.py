@@ -44,6 +44,7 @@ MATMUL_TILE_ROWS = 64  # kernels/matmul.wgsl: one workgroup computes 64 rows × 
 MATMUL_TILE_TOKENS = 32
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
+ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
 ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl, gelu_mul.wgsl
 # The FFN middle: its own kernel in prefill, the down projection's input prologue in decode
 # (kernels/input_silu_mul.wgsl, input_gelu_mul.wgsl).
@@ -188,6 +189,9 @@ class LlamaModel:
         self.qkv = c.empty(n * self.qkv_dim * f32, label="qkv")
         self.q = c.empty(n * cfg.n_head * cfg.head_dim * f32, label="q_rotated")
         self.attn = c.empty(n * cfg.n_head * cfg.head_dim * f32, label="attention_out")
+        # Decode attention's per-chunk partials (m, l, 0, 0, acc[head_dim]) for every head.
+        self.attention_chunks = -(-self.context_window_size // ATTENTION_CHUNK)
+        self.attention_partials = c.empty(cfg.n_head * self.attention_chunks * (4 + cfg.head_dim) * f32, label="attention_partials")
         # Post-norm architectures: a block's projection, normed and then added to the residual.
         self.block_out = c.empty(n * cfg.dim * f32, label="block_out") if cfg.post_norms else None
         self.gate_up = c.empty(n * 2 * cfg.ffn_dim * f32, label="gate_up")
@@ -214,6 +218,7 @@ class LlamaModel:
         self.attention_params = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, scale, 0, 0, 0, 0))
         self.attention_params_local = c.uniform(u32(cfg.n_head, cfg.n_kv_head, cfg.head_dim, scale, self.sliding_window, 0, 0, 0))
         self.ffn_params = c.uniform(u32(cfg.ffn_dim, 0, 0, 0))
+        self.attention_chunk_params = c.uniform(u32(self.attention_chunks, 0, 0, 0))
         self._shape_params: dict[tuple[int, int], wgpu.GPUBuffer] = {}
         self.kv_cache_bytes = 2 * kv_bytes * cfg.n_layer
 
@@ -261,6 +266,19 @@ class LlamaModel:
         return [self.ctx.dispatch("embed", [b.codes, b.scales, self.tokens, self.x, self._shape(b.rows, e.cols, b.row_offset), self.step],
                                   (0, 1, 1), weights=b.layout, **constants) for b in e.blocks]
 
+    def _attention(self, i: int, attention_params: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
+        """attn = softmax(q kᵀ) v over layer i's cache: split over key chunks and merged in decode
+        (one workgroup per head would leave most of a GPU idle at long contexts), one pass in prefill."""
+        c, cfg, kv = self.ctx, self.config, [self.q, self.k_cache[i], self.v_cache[i]]
+        if not decode:
+            return [c.dispatch("attention", [*kv, self.attn, attention_params, self.step], (cfg.n_head, 0, 1))]
+        return [
+            c.dispatch("attention_split", [*kv, self.attention_partials, attention_params, self.step],
+                       (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK),
+            c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params, self.attention_chunk_params],
+                       (cfg.n_head, 1, 1)),
+        ]
+
     def _normed_linear(self, m: GpuMatrix, norm: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
         """y = rmsnorm(residual) · norm · Wᵀ: the norm fused into the matvec in decode, its own dispatch in prefill."""
         if decode:
@@ -296,7 +314,7 @@ class LlamaModel:
             c.dispatch("rope_kv_write", [self.qkv, layer["qkv_bias"], layer["q_norm"], layer["k_norm"], rope,
                                          self.q, self.k_cache[i], self.v_cache[i], self.rope_params, s],
                        (0, cfg.n_head + cfg.n_kv_head, 1), HAS_BIAS=cfg.qkv_bias, QK_NORM=cfg.qk_norm, NEOX=cfg.rope_neox),
-            c.dispatch("attention", [self.q, self.k_cache[i], self.v_cache[i], self.attn, attention_params, s], (cfg.n_head, 0, 1)),
+            *self._attention(i, attention_params, decode),
             *self._residual_add(layer["attn_output"], self.attn, layer["post_attention_norm"], decode),
             *self._normed_linear(layer["gate_up"], layer["ffn_norm"], self.gate_up, decode),
             *self._ffn_down(layer, decode),
