@@ -32,14 +32,13 @@ struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }  // out_r
 @group(0) @binding(4) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 256u;
-const MAX_ROWS_PER_THREAD: u32 = 4u;
 override ACCUMULATE: bool = false;
 override THREADS_PER_ROW: u32 = 64u;
 override ROWS_PER_THREAD: u32 = 1u;  // 1, 2 or 4
 
 //!include input
 
-var<workgroup> partial: array<f32, 1024>;  // WORKGROUP * MAX_ROWS_PER_THREAD
+var<workgroup> partial: array<f32, 1024>;  // WORKGROUP * the largest ROWS_PER_THREAD
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -49,20 +48,40 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let groups = WORKGROUP / THREADS_PER_ROW;
     let first_row = ((wg.y * nwg.x + wg.x) * groups + lid / THREADS_PER_ROW) * ROWS_PER_THREAD;
     let lane = lid % THREADS_PER_ROW;
-    var sums = array<f32, MAX_ROWS_PER_THREAD>(0.0, 0.0, 0.0, 0.0);
+    // One accumulator per row, no array: a dynamically indexed array would live in slow
+    // per-thread memory; the branches on the override constant vanish when the pipeline is made.
+    var sum0 = 0.0;
+    var sum1 = 0.0;
+    var sum2 = 0.0;
+    var sum3 = 0.0;
     if (first_row < params.rows) {
-        let last_row = params.rows - 1u;
+        let last_row = params.rows - 1u;  // rows past the end re-read it; their sums are never written
+        let row1 = min(first_row + 1u, last_row);
+        let row2 = min(first_row + 2u, last_row);
+        let row3 = min(first_row + 3u, last_row);
         for (var k0 = lane * 8u; k0 < params.cols; k0 += THREADS_PER_ROW * 8u) {
             let lo = input4(k0 / 4u);
             let hi = input4(k0 / 4u + 1u);
-            for (var r = 0u; r < ROWS_PER_THREAD; r++) {
-                // rows past the end re-read the last row; their sums are never written
-                let w = weight_block8(min(first_row + r, last_row), k0, params.cols);
-                sums[r] += dot(w.lo, lo) + dot(w.hi, hi);
+            let w0 = weight_block8(first_row, k0, params.cols);
+            sum0 += dot(w0.lo, lo) + dot(w0.hi, hi);
+            if (ROWS_PER_THREAD > 1u) {
+                let w1 = weight_block8(row1, k0, params.cols);
+                sum1 += dot(w1.lo, lo) + dot(w1.hi, hi);
+            }
+            if (ROWS_PER_THREAD > 2u) {
+                let w2 = weight_block8(row2, k0, params.cols);
+                sum2 += dot(w2.lo, lo) + dot(w2.hi, hi);
+                let w3 = weight_block8(row3, k0, params.cols);
+                sum3 += dot(w3.lo, lo) + dot(w3.hi, hi);
             }
         }
     }
-    for (var r = 0u; r < ROWS_PER_THREAD; r++) { partial[r * WORKGROUP + lid] = sums[r]; }
+    partial[lid] = sum0;
+    if (ROWS_PER_THREAD > 1u) { partial[WORKGROUP + lid] = sum1; }
+    if (ROWS_PER_THREAD > 2u) {
+        partial[2u * WORKGROUP + lid] = sum2;
+        partial[3u * WORKGROUP + lid] = sum3;
+    }
     workgroupBarrier();
     for (var stride = THREADS_PER_ROW / 2u; stride > 0u; stride /= 2u) {
         if (lane < stride) {
