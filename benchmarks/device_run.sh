@@ -11,7 +11,7 @@
 #
 # Writes $OUT/benchmarks/results/<date>-<device>.json (run.py's JSON, peer figures paired in), and
 # beside it <date>-<device>.txt (the table), <date>-<device>.llamacpp.json (llama-bench rows) and
-# logs. Environment: OUT (/tmp/out), WORK (/tmp/nbllm-bench: the GGUFs, kept between calls),
+# run.log and llamacpp-run.log (a device call returns at most 8 files: the rest stays in $WORK). Environment: OUT (/tmp/out), WORK (/tmp/nbllm-bench: the GGUFs, kept between calls),
 # SHAPES (A,B,D,C: smallest first, so a timeout loses the least), PYTHON (python3),
 # RUN_ARGS (more run.py options), PREPARE_WAIT (seconds prepare waits for the build, default 540),
 # RUN_WAIT_BUILD (seconds run waits for a build prepare left running, default 120).
@@ -30,7 +30,6 @@ write_ggufs() {
   "$PYTHON" -m benchmarks.synthetic_gguf write --shapes "$SHAPES" --dir "$WORK/gguf" > "$WORK/files.txt" 2> "$WORK/write.log"
   local rc=$?
   cat "$WORK/write.log" "$WORK/files.txt" >&2
-  cp "$WORK/write.log" "$OUT/" 2>/dev/null
   return $rc
 }
 
@@ -41,7 +40,7 @@ llama_bench_path() {
 }
 
 prepare() {
-  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv 2>/dev/null | tee "$OUT/nvidia-smi.csv" >&2
+  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv 2>/dev/null >&2
   if [ -s .peer/llama.cpp-src.tgz ] && [ -z "$(llama_bench_path)" ]; then
     rm -f "$WORK/build.done"
     setsid nohup bash -c "bash '$ROOT/benchmarks/peers/build_llamacpp.sh' build > '$WORK/build.out' 2>&1; echo rc=\$? > '$WORK/build.done'" \
@@ -56,8 +55,10 @@ prepare() {
     sleep 10; waited=$((waited + 10))
   done
   cat "$WORK/build.out" 2>/dev/null >&2; cat "$WORK/build.done" 2>/dev/null >&2
-  cp "$WORK/build.out" "$OUT/llamacpp-build.log" 2>/dev/null
-  cp /tmp/llamacpp-build/build.log "$OUT/llamacpp-build-full.log" 2>/dev/null
+  if [ -z "$(llama_bench_path)" ]; then  # the logs come back only when needed: a call returns at most 8 files
+    cp "$WORK/build.out" "$OUT/llamacpp-build.log" 2>/dev/null
+    cp /tmp/llamacpp-build/build.log "$OUT/llamacpp-build-full.log" 2>/dev/null
+  fi
   echo "llama-bench: $(llama_bench_path || true)" >&2
 }
 
@@ -77,13 +78,13 @@ run() {
   local peer_args=()
   if [ -n "$(llama_bench_path)" ]; then
     # shellcheck disable=SC2086
-    bash benchmarks/peers/run_llamacpp.sh "$stem.llamacpp.json" $files 2> "$OUT/llamacpp-run.log" | tee "$OUT/llamacpp-table.txt"
+    bash benchmarks/peers/run_llamacpp.sh "$stem.llamacpp.json" $files 2> "$OUT/llamacpp-run.log" | tee "$WORK/llamacpp-table.txt"
     [ -s "$stem.llamacpp.json" ] && peer_args=(--peer-json "$stem.llamacpp.json")
     echo "peer done after $((SECONDS - t0)) s" >&2
   else
     echo "no llama-bench built: ours only" >&2
   fi
-  nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv > "$OUT/nvidia-smi-run.csv" 2>/dev/null
+  nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv 2>/dev/null >&2
   # shellcheck disable=SC2086
   "$PYTHON" -m benchmarks.run --shapes "$SHAPES" --gguf-dir "$WORK/gguf" --json "$stem.json" "${peer_args[@]}" ${RUN_ARGS:-} \
     > "$stem.txt" 2> "$OUT/run.log"
