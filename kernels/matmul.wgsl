@@ -6,13 +6,14 @@
 //           3 y f32[n_tokens * out_rows] (row-major [n_tokens, out_rows]), 4 params, 5 step.
 //           W may be one row block of a larger matrix (see matvec.wgsl): its row r is column
 //           row_offset + r of y, whose rows are out_rows wide (0: rows, the whole matrix).
-// Mapping: workgroup (i, j) computes the tile of rows 64i..64i+63 × tokens 32j..32j+31, so the
-//          caller dispatches (ceil(rows / 64), ceil(n_tokens / 32), 1). The 256 threads walk K in
-//          steps of 32 columns: each step every thread dequantizes one 8-column block of W
-//          (weight_block8) and loads one vec4 of X into workgroup memory, so a weight is decoded
-//          once and reused by 32 tokens; then thread (tr, tt) = (lid % 16, lid / 16) accumulates
-//          rows tr + 16i (i < 4) × tokens tt + 16j (j < 2) from the tiles. Rows past `rows` and
-//          tokens past n_tokens load zeros and are not written; cols need only be a multiple of 8.
+// Mapping: workgroup (i, j) computes the tile of rows 64i..64i+63 × tokens 64j..64j+63, so the
+//          caller dispatches (ceil(rows / 64), ceil(n_tokens / 64), 1). The 256 threads walk K in
+//          steps of 16 columns: each step threads 0..127 dequantize one 8-column block of W
+//          (weight_block8) and every thread loads one vec4 of X into workgroup memory, so a weight
+//          is decoded once per 64 tokens; then thread (tr, tt) = (lid % 16, lid / 16) accumulates
+//          rows tr + 16i × tokens tt + 16j (i, j < 4) from the tiles: 16 dot products from 8
+//          workgroup-memory reads per vec4 of K. Rows past `rows` and tokens past n_tokens load
+//          zeros and are not written; cols need only be a multiple of 8.
 // Tested by tests/test_kernels_matmul.py against numpy float64.
 
 //!include weights
@@ -31,18 +32,22 @@ override ACCUMULATE: bool = false;
 
 const WORKGROUP: u32 = 256u;
 const TILE_ROWS: u32 = 64u;      // output rows per workgroup (the dispatch rule depends on it)
-const TILE_TOKENS: u32 = 32u;    // tokens per workgroup (the dispatch rule depends on it)
-const TILE_K: u32 = 32u;         // columns per step through K
+const TILE_TOKENS: u32 = 64u;    // tokens per workgroup (the dispatch rule depends on it)
+const TILE_K: u32 = 16u;         // columns per step through K
 const K_VEC4: u32 = TILE_K / 4u; // vec4s per tile row
-// Weight tile rows are padded by one vec4: the 16 threads that read one k at once read 16
-// different rows, and an unpadded stride of 8 vec4 (128 bytes) would put them all in one
-// shared-memory bank on most GPUs.
-const W_STRIDE: u32 = K_VEC4 + 1u;
-const THREAD_ROWS: u32 = 4u;     // TILE_ROWS / 16
-const THREAD_TOKENS: u32 = 2u;   // TILE_TOKENS / 16
+// Tile rows are padded by one vec4 so that the 16 threads reading one k at once, from 16
+// different rows, spread over the shared-memory banks.
+const STRIDE: u32 = K_VEC4 + 1u;
 
-var<workgroup> w_tile: array<vec4<f32>, TILE_ROWS * W_STRIDE>;   // 9 KiB
-var<workgroup> x_tile: array<vec4<f32>, TILE_TOKENS * K_VEC4>;   // 4 KiB
+var<workgroup> w_tile: array<vec4<f32>, TILE_ROWS * STRIDE>;    // 5 KiB
+var<workgroup> x_tile: array<vec4<f32>, TILE_TOKENS * STRIDE>;  // 5 KiB
+
+fn store(row: u32, token: u32, out_rows: u32, value: f32) {
+    if (row < params.rows && token < step.n_tokens) {
+        let index = token * out_rows + params.row_offset + row;
+        if (ACCUMULATE) { y[index] += value; } else { y[index] = value; }
+    }
+}
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -52,54 +57,60 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let row0 = wg.x * TILE_ROWS;
     let token0 = wg.y * TILE_TOKENS;
 
-    // What this thread loads each K step: one 8-column weight block, one vec4 of X.
-    let load_row = lid / (TILE_K / 8u);            // 0..63
-    let load_block = lid % (TILE_K / 8u);          // 0..3
-    let load_token = lid / K_VEC4;                 // 0..31
-    let load_vec4 = lid % K_VEC4;                  // 0..7
+    // What this thread loads each K step: (threads < 128) one 8-column weight block, one vec4 of X.
+    let loads_w = lid < TILE_ROWS * (TILE_K / 8u);
+    let load_row = lid / (TILE_K / 8u);            // 0..63 for the loading threads
+    let load_block = lid % (TILE_K / 8u);          // 0..1
+    let load_token = lid / K_VEC4;                 // 0..63
+    let load_vec4 = lid % K_VEC4;                  // 0..3
     let w_row = row0 + load_row;
     let x_token = token0 + load_token;
 
-    // What this thread computes.
+    // What this thread computes: rows tr + 16i, tokens tt + 16j; acc_i[j] holds (row i, token j).
     let tr = lid % 16u;
     let tt = lid / 16u;
-
-    var acc: array<vec2<f32>, THREAD_ROWS>;  // acc[i][j]: row tr + 16i, token tt + 16j
-    for (var i = 0u; i < THREAD_ROWS; i++) { acc[i] = vec2<f32>(0.0); }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k_tile = 0u; k_tile < cols; k_tile += TILE_K) {
-        let k0 = k_tile + load_block * 8u;
-        var w = Block8(vec4<f32>(0.0), vec4<f32>(0.0));
-        if (w_row < rows && k0 < cols) { w = weight_block8(w_row, k0, cols); }
-        w_tile[load_row * W_STRIDE + load_block * 2u] = w.lo;
-        w_tile[load_row * W_STRIDE + load_block * 2u + 1u] = w.hi;
-
+        if (loads_w) {
+            let k0 = k_tile + load_block * 8u;
+            var w = Block8(vec4<f32>(0.0), vec4<f32>(0.0));
+            if (w_row < rows && k0 < cols) { w = weight_block8(w_row, k0, cols); }
+            w_tile[load_row * STRIDE + load_block * 2u] = w.lo;
+            w_tile[load_row * STRIDE + load_block * 2u + 1u] = w.hi;
+        }
         let k = k_tile + load_vec4 * 4u;
         var xv = vec4<f32>(0.0);
         if (x_token < n_tokens && k < cols) { xv = x[(x_token * cols + k) / 4u]; }
-        x_tile[load_token * K_VEC4 + load_vec4] = xv;
+        x_tile[load_token * STRIDE + load_vec4] = xv;
         workgroupBarrier();
 
         for (var kv = 0u; kv < K_VEC4; kv++) {
-            let x0 = x_tile[tt * K_VEC4 + kv];
-            let x1 = x_tile[(tt + 16u) * K_VEC4 + kv];
-            for (var i = 0u; i < THREAD_ROWS; i++) {
-                let wv = w_tile[(tr + 16u * i) * W_STRIDE + kv];
-                acc[i] += vec2<f32>(dot(wv, x0), dot(wv, x1));
-            }
+            let x0 = x_tile[tt * STRIDE + kv];
+            let x1 = x_tile[(tt + 16u) * STRIDE + kv];
+            let x2 = x_tile[(tt + 32u) * STRIDE + kv];
+            let x3 = x_tile[(tt + 48u) * STRIDE + kv];
+            let w0 = w_tile[tr * STRIDE + kv];
+            let w1 = w_tile[(tr + 16u) * STRIDE + kv];
+            let w2 = w_tile[(tr + 32u) * STRIDE + kv];
+            let w3 = w_tile[(tr + 48u) * STRIDE + kv];
+            acc0 += vec4<f32>(dot(w0, x0), dot(w0, x1), dot(w0, x2), dot(w0, x3));
+            acc1 += vec4<f32>(dot(w1, x0), dot(w1, x1), dot(w1, x2), dot(w1, x3));
+            acc2 += vec4<f32>(dot(w2, x0), dot(w2, x1), dot(w2, x2), dot(w2, x3));
+            acc3 += vec4<f32>(dot(w3, x0), dot(w3, x1), dot(w3, x2), dot(w3, x3));
         }
         workgroupBarrier();
     }
 
     let out_rows = select(params.out_rows, rows, params.out_rows == 0u);
-    for (var i = 0u; i < THREAD_ROWS; i++) {
-        let row = row0 + tr + 16u * i;
-        for (var j = 0u; j < THREAD_TOKENS; j++) {
-            let token = token0 + tt + 16u * j;
-            if (row < rows && token < n_tokens) {
-                let index = token * out_rows + params.row_offset + row;
-                if (ACCUMULATE) { y[index] += acc[i][j]; } else { y[index] = acc[i][j]; }
-            }
-        }
+    for (var j = 0u; j < 4u; j++) {
+        let token = token0 + tt + 16u * j;
+        store(row0 + tr, token, out_rows, acc0[j]);
+        store(row0 + tr + 16u, token, out_rows, acc1[j]);
+        store(row0 + tr + 32u, token, out_rows, acc2[j]);
+        store(row0 + tr + 48u, token, out_rows, acc3[j]);
     }
 }

@@ -40,6 +40,36 @@ override ROWS_PER_THREAD: u32 = 1u;  // 1, 2 or 4
 
 var<workgroup> partial: array<f32, 1024>;  // WORKGROUP * the largest ROWS_PER_THREAD
 
+// The dot products of rows (row0, row1, row2, row3) — the first ROWS_PER_THREAD of them — with
+// the input over the 8 columns at k0.
+fn block1(row0: u32, row1: u32, row2: u32, row3: u32, k0: u32) -> vec4<f32> {
+    let lo = input4(k0 / 4u);
+    let hi = input4(k0 / 4u + 1u);
+    var out = vec4<f32>(0.0);
+    let w0 = weight_block8(row0, k0, params.cols);
+    out.x = dot(w0.lo, lo) + dot(w0.hi, hi);
+    if (ROWS_PER_THREAD > 1u) {
+        let w1 = weight_block8(row1, k0, params.cols);
+        out.y = dot(w1.lo, lo) + dot(w1.hi, hi);
+    }
+    if (ROWS_PER_THREAD > 2u) {
+        let w2 = weight_block8(row2, k0, params.cols);
+        out.z = dot(w2.lo, lo) + dot(w2.hi, hi);
+        let w3 = weight_block8(row3, k0, params.cols);
+        out.w = dot(w3.lo, lo) + dot(w3.hi, hi);
+    }
+    return out;
+}
+
+// block1 at k0, k0 + stride, k0 + 2 stride and k0 + 3 stride, summed.
+fn block4(row0: u32, row1: u32, row2: u32, row3: u32, k0: u32, stride: u32) -> vec4<f32> {
+    let a = block1(row0, row1, row2, row3, k0);
+    let b = block1(row0, row1, row2, row3, k0 + stride);
+    let c = block1(row0, row1, row2, row3, k0 + 2u * stride);
+    let d = block1(row0, row1, row2, row3, k0 + 3u * stride);
+    return (a + b) + (c + d);
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -59,21 +89,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let row1 = min(first_row + 1u, last_row);
         let row2 = min(first_row + 2u, last_row);
         let row3 = min(first_row + 3u, last_row);
-        for (var k0 = lane * 8u; k0 < params.cols; k0 += THREADS_PER_ROW * 8u) {
-            let lo = input4(k0 / 4u);
-            let hi = input4(k0 / 4u + 1u);
-            let w0 = weight_block8(first_row, k0, params.cols);
-            sum0 += dot(w0.lo, lo) + dot(w0.hi, hi);
-            if (ROWS_PER_THREAD > 1u) {
-                let w1 = weight_block8(row1, k0, params.cols);
-                sum1 += dot(w1.lo, lo) + dot(w1.hi, hi);
-            }
-            if (ROWS_PER_THREAD > 2u) {
-                let w2 = weight_block8(row2, k0, params.cols);
-                sum2 += dot(w2.lo, lo) + dot(w2.hi, hi);
-                let w3 = weight_block8(row3, k0, params.cols);
-                sum3 += dot(w3.lo, lo) + dot(w3.hi, hi);
-            }
+        // Four blocks per iteration, all loads issued before any is used: a decode matvec has
+        // only a few iterations per thread, so memory latency, not bandwidth, sets its time.
+        let stride = THREADS_PER_ROW * 8u;
+        var k0 = lane * 8u;
+        for (; k0 + 3u * stride < params.cols; k0 += 4u * stride) {
+            let a = block4(first_row, row1, row2, row3, k0, stride);
+            sum0 += a.x;
+            sum1 += a.y;
+            sum2 += a.z;
+            sum3 += a.w;
+        }
+        for (; k0 < params.cols; k0 += stride) {
+            let a = block1(first_row, row1, row2, row3, k0);
+            sum0 += a.x;
+            sum1 += a.y;
+            sum2 += a.z;
+            sum3 += a.w;
         }
     }
     partial[lid] = sum0;

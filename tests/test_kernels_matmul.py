@@ -114,7 +114,7 @@ def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None
         out_rows = w.rows if max_bytes else 0  # 0: the block's own rows (what a whole matrix passes)
         buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_buffer, y,
                    ctx.uniform(params(block.rows, block.cols, row_offset, out_rows)), step_buffer]
-        workgroups = (-(-block.rows // 64), -(-n_tokens // 32), 1)
+        workgroups = (-(-block.rows // 64), -(-n_tokens // 64), 1)
         dispatches.append(ctx.dispatch("matmul", buffers, workgroups, weights=w.layout, **constants))
     ctx.run(dispatches)
     return ctx.read(y, np.float32, capacity * w.rows).reshape(capacity, w.rows)
@@ -146,6 +146,18 @@ def test_matvec_with_several_rows_per_thread_matches_numpy(ctx, rng, qtype, thre
     out = run_matvec(ctx, w, x, y0, threads_per_row=threads_per_row, rows_per_thread=rows_per_thread)
     ref = y0.astype(np.float64) + dequantize(w).astype(np.float64) @ x.astype(np.float64)
     assert relative_error(out, ref) < BOUND
+
+
+@pytest.mark.parametrize("rows_per_thread", [1, 4])
+@pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q6_K], ids=lambda t: t.name)
+def test_matvec_long_rows_take_the_four_block_loop_and_its_tail(ctx, rng, qtype, rows_per_thread):
+    """5 * 512 + 256 columns: with 64 threads per row one pass of the four-block loop, then one
+    or two blocks of the tail loop (the second only for the lanes whose block is still in the row)."""
+    rows, cols = 37, 5 * 512 + 256
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    out = run_matvec(ctx, w, x, rows_per_thread=rows_per_thread)
+    assert relative_error(out, dequantize(w).astype(np.float64) @ x.astype(np.float64)) < BOUND
 
 
 @pytest.mark.parametrize("rows_per_thread", [1, 4])
@@ -261,12 +273,13 @@ def test_matvec_folds_workgroups_past_65535(ctx, rng):
 # -- matmul ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_tokens", [7, 45])
+@pytest.mark.parametrize("n_tokens", [7, 45, 100])
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
 def test_matmul_matches_numpy_with_ragged_shapes(ctx, rng, qtype, n_tokens):
-    """rows 200 (4th row tile partly empty), 7 or 45 tokens (token tiles partly empty), a width
-    that is not a multiple of the 32-column K step for f16/f32; rows of y past n_tokens stay NaN."""
-    rows, cols, capacity = 200, odd_width(qtype), 64
+    """rows 200 (4th row tile partly empty), 7, 45 or 100 tokens (token tiles partly empty; 100
+    spans two), a width that is not a multiple of the 16-column K step for f16/f32; rows of y past
+    n_tokens stay NaN."""
+    rows, cols, capacity = 200, odd_width(qtype), 128
     w = random_weight(rng, qtype, rows, cols)
     x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
     y = run_matmul(ctx, w, x, capacity=capacity)

@@ -40,8 +40,8 @@ from ..loader.repack import PackedWeight, split_rows
 from .rope import rope_table
 
 MAX_WORKGROUPS = 65535
-MATMUL_TILE_ROWS = 64  # kernels/matmul.wgsl: one workgroup computes 64 rows × 32 tokens
-MATMUL_TILE_TOKENS = 32
+MATMUL_TILE_ROWS = 64  # kernels/matmul.wgsl: one workgroup computes 64 rows × 64 tokens
+MATMUL_TILE_TOKENS = 64
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
