@@ -6,12 +6,14 @@
 //           3 y f32[n_tokens * out_rows] (row-major [n_tokens, out_rows]), 4 params, 5 step.
 //           W may be one row block of a larger matrix (see matvec.wgsl): its row r is column
 //           row_offset + r of y, whose rows are out_rows wide (0: rows, the whole matrix).
-// Mapping: workgroup (i, j) computes the tile of rows 64i..64i+63 × tokens 64j..64j+63, so the
-//          caller dispatches (ceil(rows / 64), ceil(n_tokens / 64), 1). The 256 threads walk K in
+// Mapping: workgroup (i, j) computes the tile of rows 64i..64i+63 × tokens Ti..Ti+T-1, where
+//          T = 16 * TOKENS_PER_THREAD (64, or 32 for models whose small matrices would leave a
+//          large GPU idle with 64), so the caller dispatches (ceil(rows / 64), ceil(n_tokens / T), 1).
+//          The 256 threads walk K in
 //          steps of 16 columns: each step threads 0..127 dequantize one 8-column block of W
 //          (weight_block8) and every thread loads one vec4 of X into workgroup memory, so a weight
 //          is decoded once per 64 tokens; then thread (tr, tt) = (lid % 16, lid / 16) accumulates
-//          rows tr + 16i × tokens tt + 16j (i, j < 4) from the tiles: 16 dot products from 8
+//          rows tr + 16i × tokens tt + 16j (i < 4, j < TOKENS_PER_THREAD) from the tiles: 16 dots from 8
 //          workgroup-memory reads per vec4 of K. Rows past `rows` and tokens past n_tokens load
 //          zeros and are not written; cols need only be a multiple of 8.
 // Tested by tests/test_kernels_matmul.py against numpy float64.
@@ -29,10 +31,11 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 @group(0) @binding(5) var<uniform> step: Step;
 
 override ACCUMULATE: bool = false;
+override TOKENS_PER_THREAD: u32 = 4u;  // 4 or 2
 
 const WORKGROUP: u32 = 256u;
 const TILE_ROWS: u32 = 64u;      // output rows per workgroup (the dispatch rule depends on it)
-const TILE_TOKENS: u32 = 64u;    // tokens per workgroup (the dispatch rule depends on it)
+const MAX_TILE_TOKENS: u32 = 64u;
 const TILE_K: u32 = 16u;         // columns per step through K
 const K_VEC4: u32 = TILE_K / 4u; // vec4s per tile row
 // Tile rows are padded by one vec4 so that the 16 threads reading one k at once, from 16
@@ -40,7 +43,7 @@ const K_VEC4: u32 = TILE_K / 4u; // vec4s per tile row
 const STRIDE: u32 = K_VEC4 + 1u;
 
 var<workgroup> w_tile: array<vec4<f32>, TILE_ROWS * STRIDE>;    // 5 KiB
-var<workgroup> x_tile: array<vec4<f32>, TILE_TOKENS * STRIDE>;  // 5 KiB
+var<workgroup> x_tile: array<vec4<f32>, MAX_TILE_TOKENS * STRIDE>;  // 5 KiB
 
 fn store(row: u32, token: u32, out_rows: u32, value: f32) {
     if (row < params.rows && token < step.n_tokens) {
@@ -55,13 +58,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let cols = params.cols;
     let n_tokens = step.n_tokens;
     let row0 = wg.x * TILE_ROWS;
-    let token0 = wg.y * TILE_TOKENS;
+    let tile_tokens = 16u * TOKENS_PER_THREAD;  // the dispatch rule depends on it
+    let token0 = wg.y * tile_tokens;
 
     // What this thread loads each K step: (threads < 128) one 8-column weight block, one vec4 of X.
     let loads_w = lid < TILE_ROWS * (TILE_K / 8u);
     let load_row = lid / (TILE_K / 8u);            // 0..63 for the loading threads
     let load_block = lid % (TILE_K / 8u);          // 0..1
-    let load_token = lid / K_VEC4;                 // 0..63
+    let load_token = lid / K_VEC4;                 // 0..63 (past tile_tokens: loads nothing)
     let load_vec4 = lid % K_VEC4;                  // 0..3
     let w_row = row0 + load_row;
     let x_token = token0 + load_token;
@@ -82,17 +86,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             w_tile[load_row * STRIDE + load_block * 2u] = w.lo;
             w_tile[load_row * STRIDE + load_block * 2u + 1u] = w.hi;
         }
-        let k = k_tile + load_vec4 * 4u;
-        var xv = vec4<f32>(0.0);
-        if (x_token < n_tokens && k < cols) { xv = x[(x_token * cols + k) / 4u]; }
-        x_tile[load_token * STRIDE + load_vec4] = xv;
+        if (load_token < tile_tokens) {
+            let k = k_tile + load_vec4 * 4u;
+            var xv = vec4<f32>(0.0);
+            if (x_token < n_tokens && k < cols) { xv = x[(x_token * cols + k) / 4u]; }
+            x_tile[load_token * STRIDE + load_vec4] = xv;
+        }
         workgroupBarrier();
 
         for (var kv = 0u; kv < K_VEC4; kv++) {
             let x0 = x_tile[tt * STRIDE + kv];
             let x1 = x_tile[(tt + 16u) * STRIDE + kv];
-            let x2 = x_tile[(tt + 32u) * STRIDE + kv];
-            let x3 = x_tile[(tt + 48u) * STRIDE + kv];
+            var x2 = vec4<f32>(0.0);
+            var x3 = vec4<f32>(0.0);
+            if (TOKENS_PER_THREAD > 2u) {
+                x2 = x_tile[(tt + 32u) * STRIDE + kv];
+                x3 = x_tile[(tt + 48u) * STRIDE + kv];
+            }
             let w0 = w_tile[tr * STRIDE + kv];
             let w1 = w_tile[(tr + 16u) * STRIDE + kv];
             let w2 = w_tile[(tr + 32u) * STRIDE + kv];
@@ -106,7 +116,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
 
     let out_rows = select(params.out_rows, rows, params.out_rows == 0u);
-    for (var j = 0u; j < 4u; j++) {
+    for (var j = 0u; j < TOKENS_PER_THREAD; j++) {
         let token = token0 + tt + 16u * j;
         store(row0 + tr, token, out_rows, acc0[j]);
         store(row0 + tr + 16u, token, out_rows, acc1[j]);

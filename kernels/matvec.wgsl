@@ -89,11 +89,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let row1 = min(first_row + 1u, last_row);
         let row2 = min(first_row + 2u, last_row);
         let row3 = min(first_row + 3u, last_row);
-        // Four blocks per iteration, all loads issued before any is used: a decode matvec has
-        // only a few iterations per thread, so memory latency, not bandwidth, sets its time.
+        // With one row per thread, four blocks per iteration, all loads issued before any is
+        // used: a decode matvec has only a few iterations per thread, so memory latency sets its
+        // time. Several rows per thread already keep that many loads in flight (unrolling them
+        // too cost registers and occupancy: measured slower on the H200).
         let stride = THREADS_PER_ROW * 8u;
         var k0 = lane * 8u;
-        for (; k0 + 3u * stride < params.cols; k0 += 4u * stride) {
+        for (; ROWS_PER_THREAD == 1u && k0 + 3u * stride < params.cols; k0 += 4u * stride) {
             let a = block4(first_row, row1, row2, row3, k0, stride);
             sum0 += a.x;
             sum1 += a.y;

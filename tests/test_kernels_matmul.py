@@ -94,7 +94,7 @@ def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | N
 
 
 def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, capacity: int | None = None,
-               max_bytes: int | None = None):
+               max_bytes: int | None = None, tokens_per_thread: int = 4):
     """Y = X Wᵀ for the x.shape[0] tokens of the step, into a [capacity, rows] buffer poisoned with
     NaN (or holding y0 with ACCUMULATE); returns the whole buffer so tests can see the rows past
     n_tokens. With `max_bytes`, W is bound as row blocks (one dispatch each)."""
@@ -108,13 +108,14 @@ def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None
     ctx.fill(x_buffer)  # tokens past n_tokens hold NaN: the kernel must not let them leak in
     ctx.queue.write_buffer(x_buffer, 0, x.astype(np.float32).tobytes())
     constants = {"ACCUMULATE": True} if y0 is not None else {}
+    constants["TOKENS_PER_THREAD"] = tokens_per_thread
     step_buffer = ctx.uniform(step(n_tokens))
     dispatches = []
     for row_offset, block in split_rows(w, max_bytes) if max_bytes else [(0, w)]:
         out_rows = w.rows if max_bytes else 0  # 0: the block's own rows (what a whole matrix passes)
         buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_buffer, y,
                    ctx.uniform(params(block.rows, block.cols, row_offset, out_rows)), step_buffer]
-        workgroups = (-(-block.rows // 64), -(-n_tokens // 64), 1)
+        workgroups = (-(-block.rows // 64), -(-n_tokens // (16 * tokens_per_thread)), 1)
         dispatches.append(ctx.dispatch("matmul", buffers, workgroups, weights=w.layout, **constants))
     ctx.run(dispatches)
     return ctx.read(y, np.float32, capacity * w.rows).reshape(capacity, w.rows)
@@ -273,16 +274,17 @@ def test_matvec_folds_workgroups_past_65535(ctx, rng):
 # -- matmul ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("tokens_per_thread", [4, 2])
 @pytest.mark.parametrize("n_tokens", [7, 45, 100])
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
-def test_matmul_matches_numpy_with_ragged_shapes(ctx, rng, qtype, n_tokens):
+def test_matmul_matches_numpy_with_ragged_shapes(ctx, rng, qtype, n_tokens, tokens_per_thread):
     """rows 200 (4th row tile partly empty), 7, 45 or 100 tokens (token tiles partly empty; 100
     spans two), a width that is not a multiple of the 16-column K step for f16/f32; rows of y past
     n_tokens stay NaN."""
     rows, cols, capacity = 200, odd_width(qtype), 128
     w = random_weight(rng, qtype, rows, cols)
     x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
-    y = run_matmul(ctx, w, x, capacity=capacity)
+    y = run_matmul(ctx, w, x, capacity=capacity, tokens_per_thread=tokens_per_thread)
     ref = x.astype(np.float64) @ dequantize(w).astype(np.float64).T
     assert relative_error(y[:n_tokens], ref) < BOUND
     assert np.isnan(y[n_tokens:]).all(), "the kernel wrote past step.n_tokens"
