@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 from jinja2 import nodes
@@ -106,13 +106,29 @@ GEMMA_TEMPLATE = (
 BUILTIN_TEMPLATES = {"gemma3": GEMMA_TEMPLATE}
 
 
+class PromptTemplate(Protocol):
+    """What the engine asks of a model's conversation format: this module's jinja `ChatTemplate`
+    (GGUF files) or an MLC `conv_template` (loader/conv_template.py's `ConvTemplate`)."""
+
+    stop_strings: tuple[str, ...]  # text that ends a reply, besides the request's `stop`
+    stop_token_ids: tuple[int, ...]  # ids that end a reply, besides the tokenizer's own
+
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, **kwargs: Any) -> str:
+        """The prompt text for an OpenAI messages list, tokenized by the engine without BOS/EOS added."""
+        ...
+
+
 def builtin_template(architecture: str) -> str | None:
     """The conversation format of an architecture whose files may lack a chat template, or None."""
     return BUILTIN_TEMPLATES.get(architecture)
 
 
 class ChatTemplate:
-    """A compiled chat template with the model's BOS and EOS strings."""
+    """A compiled chat template with the model's BOS and EOS strings (a `PromptTemplate`; its stops
+    are the tokenizer's end-of-turn tokens)."""
+
+    stop_strings: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
 
     def __init__(self, template: str, *, bos_token: str = "", eos_token: str = ""):
         self.source = template
