@@ -44,7 +44,13 @@ VRAM_ENV = "NOTEBOOK_LLM_VRAM_MB"
 # SentencePiece BPE (tokenizer.ggml.model "llama": Gemma, Llama 2, Mistral) are mapped
 # (loader/tokenizer.py, held to llama.cpp's ids); other pre types stop with a ModelFormatError
 # naming them.
-SUPPORTED_MODEL_LIBS = frozenset({"llama-gguf", "qwen2-gguf", "qwen3-gguf", "phi3-gguf", "gemma3-gguf"})
+# "<model_type>-<quantization>" for MLC-LLM model directories (loader/mlc_model.py): the same graphs,
+# with MLC's tensor layout and group quantization held to numpy on tiny random MLC repositories
+# (tests/test_mlc_format.py), end to end through a local hub. Gemma 2 (soft-capping) is not run.
+MLC_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3")
+MLC_QUANTIZATIONS = ("q4f16_1", "q4f32_1", "q0f16", "q0f32")
+SUPPORTED_MODEL_LIBS = frozenset({"llama-gguf", "qwen2-gguf", "qwen3-gguf", "phi3-gguf", "gemma3-gguf"}) | frozenset(
+    f"{model_type}-{quantization}" for model_type in MLC_MODEL_TYPES for quantization in MLC_QUANTIZATIONS)
 
 MODEL_TYPES = ("LLM", "VLM", "embedding")
 

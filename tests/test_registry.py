@@ -277,7 +277,13 @@ def test_small_binding_limit_filters_models_with_large_buffers():
 def test_filters_by_model_type_low_resource_and_runnable():
     assert list_models(model_type="embedding") == []
     assert all(r.low_resource_required for r in list_models(low_resource=True))
-    assert [r.model_id for r in list_models(runnable=True)] == [DEFAULT_MODEL_ID, "gemma-3-270m-Q4_K_M"]
+    runnable = list_models(runnable=True)
+    assert [r.model_id for r in runnable[:2]] == [DEFAULT_MODEL_ID, "gemma-3-270m-Q4_K_M"]
+    # MLC records run for the architectures the graph implements; Gemma 2's do not
+    assert all(r.model_lib.split("-")[0] in ("llama", "qwen2", "qwen3", "phi3", "mistral") for r in runnable[2:])
+    assert {r.model_lib for r in runnable[2:]} >= {"llama-q4f16_1", "qwen2-q4f32_1", "qwen3-q0f16", "llama-q0f32"}
+    assert all(not r.runnable for r in list_models(runnable=False)) and any(
+        r.model_lib.startswith("gemma2-") for r in list_models(runnable=False))
     with pytest.raises(InvalidRequestError, match="model_type"):
         list_models(model_type="llm")
     custom = AppConfig([_record(model_type="embedding")])

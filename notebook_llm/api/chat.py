@@ -73,7 +73,7 @@ class ChatCompletions:
     def create(self, **kwargs: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """OpenAI's `chat.completions.create`; with `stream=True` an iterator of chunks."""
         core = self._engine.core_for(kwargs.get("model"))
-        request = validate_chat_request(kwargs, vocab_size=core.config.vocab_size)
+        request = validate_chat_request(kwargs, vocab_size=core.config.vocab_size, defaults=core.sampling_defaults)
         prompt_ids, dropped = fitted_chat_prompt(core, request)
         grammar = compile_response_format(  # errors before any GPU work
             request.response_format, core.tokenizer, vocab_size=core.config.vocab_size)

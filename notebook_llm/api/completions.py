@@ -38,7 +38,8 @@ class Completions:
     def create(self, **kwargs: Any) -> Completion | Iterator[Completion]:
         """OpenAI's `completions.create`; with `stream=True` an iterator of `Completion` chunks."""
         core = self._engine.core_for(kwargs.get("model"))
-        request = validate_completion_request(kwargs, vocab_size=core.config.vocab_size)
+        request = validate_completion_request(kwargs, vocab_size=core.config.vocab_size,
+                                              defaults=core.sampling_defaults)
         if request.echo and request.logprobs:
             raise InvalidRequestError("echo together with logprobs is not supported by notebook_llm", param="echo")
         if isinstance(request.prompt, str):

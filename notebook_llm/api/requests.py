@@ -29,6 +29,9 @@ MAX_LEGACY_LOGPROBS = 5  # `completions.create(logprobs=k)`
 LOGIT_BIAS_LIMIT = 100.0
 RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema", "grammar")
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for the legacy endpoint
+# Sampling fields whose default a model may set (`defaults=`), and the built-in defaults (OpenAI's).
+SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
+                     "repetition_penalty": 1.0}
 
 # OpenAI chat fields the engine does not implement: rejected by name, not as unknown.
 # None counts as leaving the field out (clients and frameworks often send `tools=None`).
@@ -124,11 +127,13 @@ class EmbeddingRequest:
     user: str | None = None  # accepted and ignored, as OpenAI's end-user id
 
 
-def validate_chat_request(kwargs: Mapping[str, Any], *, vocab_size: int | None = None) -> ChatRequest:
+def validate_chat_request(kwargs: Mapping[str, Any], *, vocab_size: int | None = None,
+                          defaults: Mapping[str, float] | None = None) -> ChatRequest:
     """Check `chat.completions.create` arguments and return them normalized and with defaults.
 
     `extra_body` entries count as top-level fields (OpenAI's client sends them that way);
-    `vocab_size`, when given, bounds the token ids in `logit_bias`.
+    `vocab_size`, when given, bounds the token ids in `logit_bias`; `defaults` replaces the built-in
+    defaults of sampling fields (SAMPLING_DEFAULTS) the request leaves out, e.g. a model's own.
     """
     fields = _merge_extra_body(kwargs)
     _reject_unexpected(fields, CHAT_FIELDS, CHAT_UNSUPPORTED)
@@ -146,12 +151,14 @@ def validate_chat_request(kwargs: Mapping[str, Any], *, vocab_size: int | None =
         top_logprobs=top_logprobs,
         response_format=_response_format(fields.get("response_format")),
         enable_thinking=_optional_bool(fields, "enable_thinking"),
-        **_common(fields, vocab_size),
+        **_common(fields, vocab_size, defaults),
     )
 
 
-def validate_completion_request(kwargs: Mapping[str, Any], *, vocab_size: int | None = None) -> CompletionRequest:
-    """Check `completions.create` arguments and return them normalized and with defaults.
+def validate_completion_request(kwargs: Mapping[str, Any], *, vocab_size: int | None = None,
+                                defaults: Mapping[str, float] | None = None) -> CompletionRequest:
+    """Check `completions.create` arguments and return them normalized and with defaults
+    (`vocab_size` and `defaults` as in `validate_chat_request`).
 
     The legacy `logprobs=k` (0..5) becomes `logprobs=True, top_logprobs=k`; `max_tokens`
     defaults to 16 as in OpenAI's API, and an explicit None means no limit.
@@ -163,7 +170,7 @@ def validate_completion_request(kwargs: Mapping[str, Any], *, vocab_size: int | 
     if fields.get("suffix") is not None:
         _fail("suffix", f"suffix is {_show(fields['suffix'])}; insertion after a suffix is not supported "
                         "by notebook_llm; allowed: leave it out or None")
-    common = _common(fields, vocab_size)
+    common = _common(fields, vocab_size, defaults)
     best_of = fields.get("best_of")
     if best_of is not None and (not _is_int(best_of) or best_of != common["n"]):
         _fail("best_of", f"best_of is {_show(best_of)} and n is {common['n']}; notebook_llm samples each "
@@ -205,22 +212,23 @@ def validate_embedding_request(kwargs: Mapping[str, Any]) -> EmbeddingRequest:
 # --- fields shared by both endpoints -------------------------------------------------------
 
 
-def _common(fields: dict, vocab_size: int | None) -> dict:
+def _common(fields: dict, vocab_size: int | None, defaults: Mapping[str, float] | None = None) -> dict:
     stream = _bool(fields, "stream", False)
+    default = {**SAMPLING_DEFAULTS, **(defaults or {})}
     return dict(
         model=_model(fields.get("model")),
         stream=stream,
         include_usage=_include_usage(fields.get("stream_options"), stream),
         n=_int(fields, "n", 1, 1, MAX_N),
-        temperature=_float(fields, "temperature", 1.0, 0.0, 2.0),
-        top_p=_float(fields, "top_p", 1.0, 0.0, 1.0, low_open=True),
+        temperature=_float(fields, "temperature", default["temperature"], 0.0, 2.0),
+        top_p=_float(fields, "top_p", default["top_p"], 0.0, 1.0, low_open=True),
         top_k=_int(fields, "top_k", 0, 0, None),
         min_p=_float(fields, "min_p", 0.0, 0.0, 1.0),
         stop=_stop(fields.get("stop")),
         seed=_int(fields, "seed", None, None, None),
-        frequency_penalty=_float(fields, "frequency_penalty", 0.0, -2.0, 2.0),
-        presence_penalty=_float(fields, "presence_penalty", 0.0, -2.0, 2.0),
-        repetition_penalty=_float(fields, "repetition_penalty", 1.0, 0.0, 10.0, low_open=True),
+        frequency_penalty=_float(fields, "frequency_penalty", default["frequency_penalty"], -2.0, 2.0),
+        presence_penalty=_float(fields, "presence_penalty", default["presence_penalty"], -2.0, 2.0),
+        repetition_penalty=_float(fields, "repetition_penalty", default["repetition_penalty"], 0.0, 10.0, low_open=True),
         logit_bias=_logit_bias(fields.get("logit_bias"), vocab_size),
         ignore_eos=_bool(fields, "ignore_eos", False),
         user=_optional_str(fields, "user"),

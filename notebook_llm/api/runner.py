@@ -120,7 +120,8 @@ def run_choices(
         )
         choice_stats = GenerationStats()
         stats.per_choice.append(choice_stats)
-        yield from _one_choice(core, index, prompt_ids, config, choice_stats, request.stop, grammar)
+        stops = [*request.stop, *core.stop_strings]  # the model's own (an MLC conv_template's stop_str) too
+        yield from _one_choice(core, index, prompt_ids, config, choice_stats, stops, grammar)
 
 
 def _one_choice(core, index, prompt_ids, config, stats, stops, grammar) -> Iterator[ChoiceEvent]:

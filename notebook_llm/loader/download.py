@@ -49,6 +49,21 @@ ProgressCallback = Callable[[InitProgressReport], None]
 MANIFEST_DIR = "notebook_llm"  # inside the cache dir: what each completed download holds
 
 
+def _transport_error_classes() -> tuple[type[Exception], ...]:
+    """Connection and timeout errors of the HTTP client huggingface_hub uses (httpx2 in 2.4, httpx
+    before), which reach the caller unwrapped when the hub cannot be reached at all."""
+    classes = []
+    for module in ("httpx2", "httpx"):
+        try:
+            classes.append(__import__(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(classes)
+
+
+_TRANSPORT_ERRORS = _transport_error_classes()
+
+
 @dataclass(frozen=True)
 class RepoFileInfo:
     """One file of a repository at one commit, as the hub lists it."""
@@ -259,12 +274,14 @@ def download_model(record: ModelRecord | str, cache_dir: str | os.PathLike | Non
     if _offline():
         return _offline_snapshot(record, repo_id, cache, revision)
 
+    # HF_ENDPOINT read now: huggingface_hub reads it once, when it is imported.
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     api = HfApi(endpoint=endpoint)
     try:
         commit, files = _list_repo(api, repo_id, revision)
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as error:
         raise _not_found(record, repo_id, endpoint, error) from error
-    except (HfHubHTTPError, OSError) as error:  # hub down or unreachable: the cache may still have it
+    except (HfHubHTTPError, OSError, *_TRANSPORT_ERRORS) as error:  # hub down or unreachable: the cache may still have it
         try:
             return _offline_snapshot(record, repo_id, cache, revision)
         except ModelNotFoundError:
