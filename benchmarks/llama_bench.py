@@ -63,7 +63,7 @@ def peer_figures(rows: list[dict], model_file: Path, prompt_tokens: int, decode_
             decode[str(depth)] = best
     first = mine[0]
     return {
-        "engine": "llama.cpp llama-bench",
+        "engine": first.get("engine") or "llama.cpp llama-bench",  # llama_cpp_python_bench.py names itself
         "build_commit": first.get("build_commit"), "build_number": first.get("build_number"),
         "backends": first.get("backends"), "gpu_info": first.get("gpu_info"), "cpu_info": first.get("cpu_info"),
         "model_filename": first.get("model_filename"), "model_size": first.get("model_size"),

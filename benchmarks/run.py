@@ -210,9 +210,12 @@ def attach_peer(result: dict, rows: list[dict]) -> None:
             if p and p["n_gen"] == settings["decode_tokens"]:
                 ratios[f"decode_depth_{d['depth']}"] = d["tokens_per_s"] / p["tokens_per_s"]
         record["ours_over_peer"] = ratios
-    ran_on = sorted({str(r["peer"].get("gpu_info")) for r in result["results"] if r.get("peer")})
+    peers = [r["peer"] for r in result["results"] if r.get("peer")]
+    ran_on = sorted({f"{p.get('backends')}: {p.get('gpu_info') or p.get('cpu_info')}" for p in peers})
+    engines = sorted({str(p.get("engine")) for p in peers})
     result["notes"] = [n for n in result["notes"] if not n.startswith("peer ran on")]
-    result["notes"].append(f"peer ran on {ran_on} ({len(rows)} llama-bench rows read); ours on {result['device']['name']}")
+    result["notes"].append(f"peer ran on {ran_on} ({len(rows)} llama-bench rows read; {', '.join(engines) or 'no pairs'}); "
+                           f"ours on {result['device']['name']}")
 
 
 # --- output ----------------------------------------------------------------------------------------
