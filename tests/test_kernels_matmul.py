@@ -61,19 +61,17 @@ def matvec_workgroups(rows: int, rows_per_workgroup: int = 4) -> tuple[int, int]
 
 
 def run_matvec(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, threads_per_row: int = 64,
-               rows_per_thread: int = 1, prologue: str | None = None, extra: list | None = None,
-               kernel: str = "matvec") -> np.ndarray:
+               rows_per_thread: int = 1, prologue: str | None = None, extra: list | None = None) -> np.ndarray:
     """y = W x, or y0 + W x with ACCUMULATE; y is poisoned with NaN first when not accumulating.
-    `prologue` and the buffers it binds (`extra`, from binding 5) select matvec's input prologue;
-    `kernel` matvec or matvec_group32 (4-bit layouts, rows per thread counted the same way)."""
+    `prologue` and the buffers it binds (`extra`, from binding 5) select matvec's input prologue."""
     y = ctx.empty(w.rows * 4)
     return run_matvec_blocks(ctx, w, x, y, y0, threads_per_row, rows_per_thread=rows_per_thread,
-                             prologue=prologue, extra=extra, kernel=kernel)
+                             prologue=prologue, extra=extra)
 
 
 def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | None = None,
                       threads_per_row: int = 64, max_bytes: int | None = None, rows_per_thread: int = 1,
-                      prologue: str | None = None, extra: list | None = None, kernel: str = "matvec") -> np.ndarray:
+                      prologue: str | None = None, extra: list | None = None) -> np.ndarray:
     """run_matvec with W bound as row blocks of at most `max_bytes` (one dispatch each), as the model
     binds a matrix larger than a storage binding."""
     blocks = split_rows(w, max_bytes) if max_bytes else [(0, w)]
@@ -90,7 +88,7 @@ def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | N
         buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_buffer, y,
                    ctx.uniform(params(block.rows, block.cols, row_offset)), *(extra or [])]
         workgroups = matvec_workgroups(block.rows, rows_per_workgroup)
-        dispatches.append(ctx.dispatch(kernel, buffers, workgroups, weights=w.layout, prologue=prologue, **constants))
+        dispatches.append(ctx.dispatch("matvec", buffers, workgroups, weights=w.layout, prologue=prologue, **constants))
     ctx.run(dispatches)
     return ctx.read(y, np.float32, w.rows)
 
@@ -149,40 +147,6 @@ def test_matvec_with_several_rows_per_thread_matches_numpy(ctx, rng, qtype, thre
     out = run_matvec(ctx, w, x, y0, threads_per_row=threads_per_row, rows_per_thread=rows_per_thread)
     ref = y0.astype(np.float64) + dequantize(w).astype(np.float64) @ x.astype(np.float64)
     assert relative_error(out, ref) < BOUND
-
-
-@pytest.mark.parametrize("rows_per_thread", [1, 2, 4])
-@pytest.mark.parametrize("threads_per_row", [64, 4])
-@pytest.mark.parametrize("qtype", [QT.Q4_0, QT.Q4_1, QT.Q4_K], ids=lambda t: t.name)
-def test_matvec_group32_matches_numpy(ctx, rng, qtype, threads_per_row, rows_per_thread):
-    """The wide-load kernel for 4-bit layouts: 1280 columns (40 groups: some lanes take one group
-    fewer), 203 rows (the last lane group short), accumulating into y0."""
-    rows, cols = 203, 1280
-    w = random_weight(rng, qtype, rows, cols)
-    x = rng.standard_normal(cols).astype(np.float32)
-    y0 = rng.standard_normal(rows).astype(np.float32)
-    out = run_matvec(ctx, w, x, y0, threads_per_row=threads_per_row, rows_per_thread=rows_per_thread,
-                     kernel="matvec_group32")
-    ref = y0.astype(np.float64) + dequantize(w).astype(np.float64) @ x.astype(np.float64)
-    assert relative_error(out, ref) < BOUND
-
-
-@pytest.mark.parametrize("prologue", ["rmsnorm", "silu_mul"])
-def test_matvec_group32_with_prologues_matches_numpy(ctx, rng, prologue):
-    rows, cols, eps = 96, 512, 1e-5
-    w = random_weight(rng, QT.Q4_0, rows, cols)
-    if prologue == "rmsnorm":
-        x = (3.0 * rng.standard_normal(cols)).astype(np.float32)
-        g = rng.uniform(0.5, 1.5, cols).astype(np.float32)
-        extra = [ctx.buffer(g), ctx.uniform(np.array([cols, np.float32(eps).view(np.uint32), 0, 0], np.uint32))]
-        x64 = x.astype(np.float64)
-        expected_in = x64 / np.sqrt(np.mean(x64 ** 2) + eps) * g
-    else:
-        x = np.concatenate([rng.uniform(-20, 20, cols), rng.standard_normal(cols)]).astype(np.float32)
-        extra = []
-        expected_in = _silu(x[:cols].astype(np.float64)) * x[cols:]
-    out = run_matvec(ctx, w, x, rows_per_thread=2, prologue=prologue, extra=extra, kernel="matvec_group32")
-    assert relative_error(out, dequantize(w).astype(np.float64) @ expected_in) < BOUND
 
 
 @pytest.mark.parametrize("rows_per_thread", [1, 4])

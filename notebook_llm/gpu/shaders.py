@@ -2,8 +2,7 @@
 
 WGSL has no `#include`, so this module has the one include step the project uses: a line
 `//!include NAME` in a kernel is replaced by `kernels/NAME.wgsl`, and the line
-`//!include weights` (and `//!include group32`) by the weight-layout file the caller picks
-(`weights_q4g32.wgsl`, `group32_q4g32.wgsl`, ...), and
+`//!include weights` by the weight-layout file the caller picks (`weights_q4g32.wgsl`, ...), and
 `//!include input` by the matvec input prologue it picks (`input_plain.wgsl`, `input_rmsnorm.wgsl`, ...).
 No other text substitution happens: shapes go in uniforms, tuning knobs are `override`s.
 """
@@ -16,9 +15,6 @@ from pathlib import Path
 
 import wgpu
 
-# Includes that name a family of files, one per weight layout: `//!include weights` in a kernel
-# built for layout q4g32 reads weights_q4g32.wgsl.
-LAYOUT_INCLUDES = ("weights", "group32")
 _INCLUDE = re.compile(r"^//!include (\w+)\s*$", re.MULTILINE)
 
 
@@ -43,10 +39,10 @@ def shader_source(name: str, weights: str | None = None, prologue: str | None = 
     def expand(text: str) -> str:
         def replace(match: re.Match) -> str:
             include = match.group(1)
-            if include in LAYOUT_INCLUDES:
+            if include == "weights":
                 if weights is None:
                     raise ValueError(f"kernel {name!r} needs a weight layout (weights=...)")
-                include = f"{include}_{weights}"
+                include = f"weights_{weights}"
             elif include == "input":
                 include = f"input_{prologue or 'plain'}"
             if include in seen:

@@ -55,9 +55,6 @@ FFN_KERNELS = {"silu": "silu_mul", "gelu_tanh": "gelu_mul"}
 # the input once for all of them): enough to fill a large GPU; a CPU driver runs a few at a time.
 MATVEC_MIN_WORKGROUPS_GPU = 512
 MATVEC_MIN_WORKGROUPS_CPU = 8
-# Layouts whose decode matvecs on GPUs use kernels/matvec_group32.wgsl (a 32-column group per
-# thread step: 16-byte code loads, scale and min factored out) when cols is a multiple of 32.
-MATVEC_GROUP32_LAYOUTS = ("q4g32", "q4g32f")
 # The FFN middle is recomputed by every workgroup of a fused down projection: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
 # big ones (Llama-3.1-8B shape on an H200: +1.3 ms a step), so only matrices up to this many
@@ -259,9 +256,8 @@ class LlamaModel:
                 rows_per_thread = self._matvec_rows_per_thread(b.rows)
                 rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row * rows_per_thread
                 extra = [norm, self.norm_params] if prologue == "rmsnorm" else []
-                group32 = b.layout in MATVEC_GROUP32_LAYOUTS and m.cols % 32 == 0 and not self.ctx.gpu.adapter.is_cpu
                 dispatches.append(self.ctx.dispatch(
-                    "matvec_group32" if group32 else "matvec", [b.codes, b.scales, x, y, shape, *extra],
+                    "matvec", [b.codes, b.scales, x, y, shape, *extra],
                     _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,
                     ACCUMULATE=accumulate, THREADS_PER_ROW=self.matvec_threads_per_row, ROWS_PER_THREAD=rows_per_thread,
                 ))
