@@ -1,7 +1,8 @@
 """Command line: `python -m notebook_llm demo` streams a chat completion from the default model;
 `python -m notebook_llm adapters` lists the WebGPU adapters (exit 1 when none can run us);
 `notebook-llm serve --model ID --port 8000` serves models over OpenAI's HTTP API;
-`notebook-llm package CONFIG.json -o OUT_DIR` bundles models into a directory that loads offline."""
+`notebook-llm package CONFIG.json -o OUT_DIR` bundles models into a directory that loads offline;
+`notebook-llm convert HF_DIR --quantization Q -o OUT` (and `gen-config`) turn a Hugging Face model into an MLC one."""
 
 from __future__ import annotations
 
@@ -71,13 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--adapter", default=None, help="substring of the adapter to use (or $NOTEBOOK_LLM_ADAPTER)")
     adapters = sub.add_parser("adapters", help="list WebGPU adapters")
     adapters.add_argument("--require-native", action="store_true", help="exit 1 unless a Vulkan/Metal/D3D12 adapter exists")
+    from .convert.cli import add_convert_commands, run_convert, run_gen_config  # argparse only
     from .packaging import add_package_command, run_package  # argparse only; loaders load when packaging
     from .server.cli import add_serve_command, run_serve  # argparse only; starlette loads when serving
 
     add_serve_command(sub)
     add_package_command(sub)
+    add_convert_commands(sub)
     args = parser.parse_args(argv)
-    return {"demo": _demo, "adapters": _adapters, "serve": run_serve, "package": run_package}[args.command](args)
+    commands = {"demo": _demo, "adapters": _adapters, "serve": run_serve, "package": run_package,
+                "convert": run_convert, "gen-config": run_gen_config}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
