@@ -42,8 +42,9 @@ from .rope import rope_table
 MAX_WORKGROUPS = 65535
 MATMUL_TILE_ROWS = 64  # kernels/matmul.wgsl: one workgroup computes 64 rows × 16·TOKENS_PER_THREAD tokens
 # Models narrower than this take 32-token matmul tiles: 64-token tiles of their small matrices
-# leave a large GPU mostly idle (SmolLM2-135M shape on an H200: prefill 17k -> 7k tok/s).
-MATMUL_WIDE_TILES_MIN_DIM = 1024
+# leave a large GPU mostly idle (H200, prefill: SmolLM2-135M shape, dim 576, 7k tok/s with 64, 27k
+# with 32; Qwen2.5-0.5B shape, dim 896, 14.5k with 64, 6.4k with 32).
+MATMUL_WIDE_TILES_MIN_DIM = 768
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
