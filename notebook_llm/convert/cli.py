@@ -84,8 +84,8 @@ def run_convert(args: argparse.Namespace) -> int:
     from .weights import convert_model
 
     def progress(done: int, total: int, name: str) -> None:
-        if done == total or done % 10 == 0:
-            print(f"  {done}/{total} {name}", file=sys.stderr)
+        if done * 4 // total != (done - 1) * 4 // total:  # at each quarter
+            print(f"  {done}/{total} parameters ({name})", file=sys.stderr)
 
     try:
         with warnings.catch_warnings(record=True) as caught:
