@@ -7,7 +7,9 @@ converter (convert_hf_to_gguf.py, `LlamaModel.permute`) reorders the rows of q a
 Hugging Face's RoPE layout (each head's first rotary half, then its second) into interleaved
 pairs: for a head count h, rows [h, 2, d/2] become [h, d/2, 2]; this undoes it (k with the
 key-value head count). The tokenizer is the GGUF's, as loader/tokenizer.py builds it, saved as
-tokenizer.json. Only llama-architecture files are written (SmolLM2, Llama); never touches the GPU.
+tokenizer.json. Only llama-architecture files are written (SmolLM2, Llama). The dequantized
+tensors are held in memory until the one safetensors file is written (540 MB for SmolLM2-135M in
+float32): meant for small models, unlike `convert`, which streams. Never touches the GPU.
 """
 
 from __future__ import annotations
