@@ -11,7 +11,8 @@ write, taken from mlc-llm's sources (never from notebook_llm's loader, which it 
   float16.
 - The tensor cache (TVM's tvmjs.dump_ndarray_cache): shards params_shard_{n}.bin of at most
   `shard_bytes`, each with its size and md5sum; float32 tensors written as bfloat16 (format
-  "f32-to-bf16", dtype "float32", rounded to nearest even) unless `f32_format="raw"`.
+  "f32-to-bf16", dtype "float32", rounded to nearest even; as tvmjs does, every other record of
+  the cache carries the same format label over raw bytes) unless `f32_format="raw"`.
 - Tensor names and fusions per architecture (python/mlc_llm/model/*/_model.py, _loader.py):
   q, k, v stacked into one projection (`self_attn.qkv_proj`, Qwen's `self_attn.c_attn` with its
   bias, Phi-3's `mixer.qkv_proj`), gate and up into `mlp.gate_up_proj`, Hugging Face's row order.
@@ -142,9 +143,9 @@ class _CacheWriter:
 
     def add(self, name: str, values: np.ndarray, dtype: str) -> np.ndarray:
         """Store `values` as `dtype`; returns the float64 values (or uint32 codes) the file now holds."""
-        encoding = "raw"
+        # tvmjs labels every record with the cache's encoding; only float32 ones are converted
+        encoding = self.f32_format
         if dtype == "float32" and self.f32_format == "f32-to-bf16":
-            encoding = "f32-to-bf16"
             bits = bf16_bits(values)
             data, held = bits.tobytes(), bf16_value(bits).astype(np.float64)
         elif dtype == "bfloat16":

@@ -19,7 +19,8 @@ TVM's tvmjs.dump_ndarray_cache, which stores the converted weights):
 - q0f16 / q0bf16 / q0f32: plain `weight` tensors in the model dtype.
 - The tensor cache stores float32 tensors as bfloat16 (record format "f32-to-bf16", dtype still
   "float32": the upper 16 bits of each float32, rounded to nearest even when written); reading
-  one back is exact widening, u32 = u16 << 16. q4f32_1's scales and every q0f32 weight arrive so.
+  one back is exact widening, u32 = u16 << 16. Records of other dtypes in such a cache carry the
+  same format label but raw bytes. q4f32_1's scales and every q0f32 weight arrive so.
 
 Repacking is exact, so the kernels see exactly (q − 7) · scale:
 - 4-bit codes go to `q4g32f` unchanged (its codes use the same nibble order), with a float32
@@ -63,10 +64,12 @@ def decode_cache_array(raw: np.ndarray, dtype: str, encoding: str, shape: tuple[
     integer types as views of the mapping; bfloat16 and f32-to-bf16 widened to float32 (a copy)."""
     if dtype not in CACHE_DTYPES:
         raise ModelFormatError(f"tensor {name!r} has dtype {dtype!r}; supported: {sorted(CACHE_DTYPES)}")
+    if encoding == "f32-to-bf16" and dtype != "float32":
+        # tvmjs's dump_tensor_cache labels every record of a cache with the cache's encoding and
+        # converts only the float32 ones (its runtime.ts reads the others as raw): real mlc-ai
+        # folders carry uint32 codes and float16 scales marked "f32-to-bf16".
+        encoding = "raw"
     if encoding == "f32-to-bf16":
-        if dtype != "float32":
-            raise ModelFormatError(f"tensor {name!r} has format 'f32-to-bf16' but dtype {dtype!r}; that format "
-                                   "stores float32 tensors only")
         stored = np.uint16
     elif encoding == "raw":
         stored = CACHE_DTYPES[dtype]
