@@ -74,10 +74,13 @@ class Quantization:
 
 
 QUANTIZATIONS: Mapping[str, Quantization] = MappingProxyType({
-    # MLC group quantization: 4-bit codes, one scale per 32 weights in the compute dtype.
-    "q4f16_1": Quantization("q4f16_1", 4 + 16 / 32, 2, ("shader-f16",)),
-    "q4f32_1": Quantization("q4f32_1", 4 + 32 / 32, 4),
-    "q0f16": Quantization("q0f16", 16, 2, ("shader-f16",)),
+    # MLC weights as this engine runs them (loader/mlc_quant.py): 4-bit codes repacked into q4g32f
+    # (a float32 scale and min per 32 weights: 6 bits a weight on the GPU, not MLC's 4.5 or 5),
+    # q0 weights as f16 / f32, every activation and the KV cache in float32. MLC's WebGPU kernels
+    # compute q4f16/q0f16 in float16 and so need shader-f16; these need no optional feature.
+    "q4f16_1": Quantization("q4f16_1", 4 + 64 / 32, 4),
+    "q4f32_1": Quantization("q4f32_1", 4 + 64 / 32, 4),
+    "q0f16": Quantization("q0f16", 16, 4),
     "q0f32": Quantization("q0f32", 32, 4),
     # GGUF files run by this engine: float32 activations and KV cache whatever the weights are, and
     # bits per weight as the loader repacks them for the GPU (GGUF_GPU_BITS_PER_WEIGHT), not as the

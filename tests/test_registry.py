@@ -114,7 +114,7 @@ def test_prebuilt_list_has_at_least_40_records_with_unique_ids_and_wellformed_ur
         assert MLC_URL.match(record.model), record.model
         assert record.model.endswith(record.model_id)
         assert record.model_lib.endswith(record.quantization)
-        assert ("shader-f16" in record.required_features) == ("f16" in record.quantization)
+        assert record.required_features == ()  # the engine computes every MLC format in float32
 
 
 # GPU bits per weight of the layouts GGUF tensor types are repacked into (loader/repack.py's docstring:
@@ -125,11 +125,13 @@ OFFLINE_TENSORS = {DEFAULT_MODEL_ID: SMOLLM2_135M_Q4_1_TENSORS, GEMMA3_270M_ID: 
 
 
 def _independent_vram_mb(record: ModelRecord) -> float:
-    """The memory estimate written out again from the shapes (bits per weight from the formats' docs),
-    or for the offline GGUF files from their tensors' types."""
+    """The memory estimate written out again from the shapes, or for the offline GGUF files from their
+    tensors' types. MLC weights at their GPU layouts' bits (loader/mlc_quant.py: 4-bit codes into
+    q4g32f, 4-bit codes with a float32 scale and min per 32; q0 as f16 / f32), and the engine's
+    float32 norms and KV cache."""
     a = record.architecture
-    bits = {"q4f16_1": 4.5, "q4f32_1": 5.0, "q0f16": 16.0, "q0f32": 32.0}.get(record.quantization)
-    element = 2 if record.quantization in ("q4f16_1", "q0f16") else 4
+    bits = {"q4f16_1": 4 + 64 / 32, "q4f32_1": 4 + 64 / 32, "q0f16": 16.0, "q0f32": 32.0}.get(record.quantization)
+    element = 4
     per_layer = (a.dim * a.n_head * a.head_dim  # q
                  + 2 * a.dim * a.n_kv_head * a.head_dim  # k, v
                  + a.n_head * a.head_dim * a.dim  # o
@@ -249,10 +251,13 @@ def test_gemma3_record_is_runnable_and_says_how_to_install_a_missing_file(monkey
 # ---- selection -------------------------------------------------------------------------------
 
 
-def test_adapter_without_shader_f16_gets_no_f16_models():
-    chosen = list_models(adapter=_adapter(features=()))
-    assert chosen and all("shader-f16" not in r.required_features for r in chosen)
-    assert any(r.quantization == "q4f16_1" for r in list_models(adapter=_adapter()))
+def test_records_needing_a_feature_the_adapter_lacks_are_left_out():
+    needs_f16 = _record(model_id="needs-f16", required_features=["shader-f16"])
+    custom = AppConfig([needs_f16, _record(model_id="plain")])
+    assert [r.model_id for r in list_models(custom, adapter=_adapter(features=()))] == ["plain"]
+    assert len(list_models(custom, adapter=_adapter())) == 2
+    # the prebuilt q4f16 records run in float32 here, so an adapter without shader-f16 keeps them
+    assert any(r.quantization == "q4f16_1" for r in list_models(adapter=_adapter(features=())))
 
 
 def test_budget_from_the_environment_filters_by_memory(monkeypatch):
@@ -292,7 +297,7 @@ def test_filters_by_model_type_low_resource_and_runnable():
 
 def test_check_can_run_names_the_missing_feature_and_both_memory_numbers():
     record = find_model("Llama-3.1-8B-Instruct-q4f16_1-MLC")
-    runnable_copy = ModelRecord.from_dict(record.to_dict() | {"model_lib": "llama-gguf"})
+    runnable_copy = ModelRecord.from_dict(record.to_dict() | {"model_lib": "llama-gguf", "required_features": ["shader-f16"]})
     with pytest.raises(DeviceLimitError) as error:
         check_can_run(runnable_copy, _adapter(features=()), budget_mb=2000)
     message = str(error.value)
