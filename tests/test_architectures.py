@@ -116,7 +116,10 @@ def variant(request, tmp_path_factory, ctx):
     print(f"{request.param} seed {seed}")
     path = write_tiny_model(tmp_path_factory.mktemp(request.param) / "tiny.gguf", seed=seed,
                             **VARIANTS[request.param].options)
-    model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK)
+    # the GPU decode graph (fused prologues, split attention) even on lavapipe: CI has no GPU, and
+    # tests/test_engine_tiny_llama.py runs the CPU adapters' default, one kernel per op
+    model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK,
+                       fused_decode=True)
     return request.param, path, model
 
 

@@ -108,6 +108,10 @@ class LlamaModel:
     layers the architecture makes local (Gemma 3: five of six), else to every layer.
     max_binding_bytes: the largest buffer one binding may hold (default: the device's
     max-storage-buffer-binding-size); larger matrices are uploaded as row blocks. Tests lower it.
+    fused_decode: the decode graph for GPUs — norms and the FFN middle fused into the matvecs,
+    attention split over key chunks (fewer, wider dispatches) — or, False, one kernel per op as in
+    prefill. Default: True except on CPU adapters, where lavapipe ran the fused step 1.7x slower
+    (SmolLM2: 976 vs 560 ms): every workgroup recomputing a prologue costs a CPU what it saves a GPU.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class LlamaModel:
         progress: Callable[[int, int], None] | None = None,
         sliding_window_size: int | None = None,
         max_binding_bytes: int | None = None,
+        fused_decode: bool | None = None,
     ):
         self.ctx = ctx
         self.config: ArchitectureConfig = model_file.config
@@ -135,6 +140,7 @@ class LlamaModel:
         self.prefill_chunk_size = prefill_chunk_size
         self.max_binding_bytes = max_binding_bytes or ctx.gpu.max_storage_binding
         self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 64
+        self.fused_decode = not ctx.gpu.adapter.is_cpu if fused_decode is None else fused_decode
         self.matmul_tokens_per_thread = 4 if cfg.dim >= MATMUL_WIDE_TILES_MIN_DIM else 2
         self.matmul_tile_tokens = 16 * self.matmul_tokens_per_thread
         self._upload_weights(model_file, progress)
@@ -281,7 +287,7 @@ class LlamaModel:
         """attn = softmax(q kᵀ) v over layer i's cache: split over key chunks and merged in decode
         (one workgroup per head would leave most of a GPU idle at long contexts), one pass in prefill."""
         c, cfg, kv = self.ctx, self.config, [self.q, self.k_cache[i], self.v_cache[i]]
-        if not decode:
+        if not (decode and self.fused_decode):
             return [c.dispatch("attention", [*kv, self.attn, attention_params, self.step], (cfg.n_head, 0, 1))]
         return [
             c.dispatch("attention_split", [*kv, self.attention_partials, attention_params, self.step],
@@ -292,7 +298,7 @@ class LlamaModel:
 
     def _normed_linear(self, m: GpuMatrix, norm: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
         """y = rmsnorm(residual) · norm · Wᵀ: the norm fused into the matvec in decode, its own dispatch in prefill."""
-        if decode:
+        if decode and self.fused_decode:
             return self._linear(m, self.x, y, decode, prologue="rmsnorm", norm=norm)
         return [self.ctx.dispatch("rmsnorm", [self.x, norm, self.x_norm, self.norm_params, self.step], (0, 1, 1)),
                 *self._linear(m, self.x_norm, y, decode)]
@@ -300,7 +306,7 @@ class LlamaModel:
     def _ffn_down(self, layer: dict, decode: bool) -> list[Dispatch]:
         """residual (+)= act(gate) · up · W_downᵀ: the FFN middle fused into the matvec in decode."""
         cfg, middle = self.config, FFN_KERNELS[self.config.ffn_activation]
-        if decode and cfg.dim * cfg.ffn_dim <= FUSED_FFN_MAX_WEIGHTS:
+        if decode and self.fused_decode and cfg.dim * cfg.ffn_dim <= FUSED_FFN_MAX_WEIGHTS:
             return self._residual_add(layer["ffn_down"], self.gate_up, layer["post_ffw_norm"], decode, prologue=middle)
         return [self.ctx.dispatch(middle, [self.gate_up, self.ffn_hidden, self.ffn_params, self.step],
                                   (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
@@ -346,7 +352,7 @@ class LlamaModel:
 
     def _head(self, decode: bool) -> list[Dispatch]:
         """The final norm of the chunk's last token and the LM head: its logits."""
-        if decode:  # one token: the norm fused into the LM head's matvec
+        if decode and self.fused_decode:  # one token: the norm fused into the LM head's matvec
             return self._linear(self.lm_head, self.x, self.logits, decode=True, prologue="rmsnorm", norm=self.output_norm)
         return [
             self.ctx.dispatch("rmsnorm", [self.x, self.output_norm, self.last_norm, self.norm_params, self.step], (1, 1, 1), LAST_ROW_ONLY=True),
