@@ -18,7 +18,8 @@
 // memory. GPUs want 64 threads per row (coalesced reads, short per-thread loops) and several rows
 // per thread on large matrices (`in` is read once per ROWS_PER_THREAD rows); CPU drivers such as
 // lavapipe run 4 threads per row 3-5x faster (fewer barrier rounds). The model picks both per
-// adapter and matrix (notebook_llm/models/llama.py).
+// adapter and matrix (notebook_llm/models/llama.py). The lanes' sums meet through `//!include
+// reduce`: subgroup shuffles where the device has them (reduce_subgroup.wgsl), else workgroup memory.
 // Tested by tests/test_kernels_matmul.py against numpy float64.
 
 //!include weights
@@ -37,8 +38,7 @@ override THREADS_PER_ROW: u32 = 64u;
 override ROWS_PER_THREAD: u32 = 1u;  // 1, 2 or 4
 
 //!include input
-
-var<workgroup> partial: array<f32, 1024>;  // WORKGROUP * the largest ROWS_PER_THREAD
+//!include reduce
 
 // The dot products of rows (row0, row1, row2, row3) — the first ROWS_PER_THREAD of them — with
 // the input over the 8 columns at k0.
@@ -71,8 +71,10 @@ fn block4(row0: u32, row1: u32, row2: u32, row3: u32, k0: u32, stride: u32) -> v
 }
 
 @compute @workgroup_size(WORKGROUP)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+fn main(inv: Invocation) {
+    let lid = inv.index;
+    let wg = inv.workgroup;
+    let nwg = inv.workgroups;
     prepare_input(lid);  // before any branch: prologues may reduce over the workgroup
 
     let groups = WORKGROUP / THREADS_PER_ROW;
@@ -110,28 +112,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             sum3 += a.w;
         }
     }
-    partial[lid] = sum0;
-    if (ROWS_PER_THREAD > 1u) { partial[WORKGROUP + lid] = sum1; }
-    if (ROWS_PER_THREAD > 2u) {
-        partial[2u * WORKGROUP + lid] = sum2;
-        partial[3u * WORKGROUP + lid] = sum3;
-    }
-    workgroupBarrier();
-    for (var stride = THREADS_PER_ROW / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) {
-            for (var r = 0u; r < ROWS_PER_THREAD; r++) {
-                partial[r * WORKGROUP + lid] += partial[r * WORKGROUP + lid + stride];
-            }
-        }
-        workgroupBarrier();
-    }
+    let total = row_total(vec4<f32>(sum0, sum1, sum2, sum3), inv);
     if (lane == 0u) {
         for (var r = 0u; r < ROWS_PER_THREAD; r++) {
             let row = first_row + r;
             if (row < params.rows) {
                 let out = params.row_offset + row;
-                let value = partial[r * WORKGROUP + lid];
-                if (ACCUMULATE) { y[out] += value; } else { y[out] = value; }
+                if (ACCUMULATE) { y[out] += total[r]; } else { y[out] = total[r]; }
             }
         }
     }

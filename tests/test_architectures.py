@@ -27,6 +27,7 @@ from gguf import GGMLQuantizationType as Q
 from notebook_llm.engine.core import ChatOptions, EngineCore
 from notebook_llm.errors import ModelFormatError
 from notebook_llm.loader.gguf_file import GGUFModelFile
+from notebook_llm.models import llama
 from notebook_llm.models.llama import LlamaModel
 
 from .conftest import relative_error
@@ -118,8 +119,12 @@ def variant(request, tmp_path_factory, ctx):
                             **VARIANTS[request.param].options)
     # the GPU decode graph (fused prologues, split attention) even on lavapipe: CI has no GPU, and
     # tests/test_engine_tiny_llama.py runs the CPU adapters' default, one kernel per op
-    model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK,
-                       fused_decode=True)
+    # and every 4-bit matrix through the large-matrix kernel (a real model's are 16k rows and more)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(llama, "GROUP_MATVEC_MIN_ROWS", 0)
+        model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK,
+                           fused_decode=True)
+    assert any(d.label.startswith("matvec_q4_groups") for d in model.decode_graph)
     return request.param, path, model
 
 

@@ -1,4 +1,4 @@
-"""kernels/matvec.wgsl (decode) and kernels/matmul.wgsl (prefill) against numpy float64.
+"""kernels/matvec.wgsl and matvec_q4_groups.wgsl (decode), kernels/matmul.wgsl (prefill) against numpy float64.
 
 Weights are random float matrices quantized by the `gguf` package and repacked into our layouts;
 the reference is `dequantize(packed) @ x` in float64, so quantization error is not measured
@@ -61,17 +61,19 @@ def matvec_workgroups(rows: int, rows_per_workgroup: int = 4) -> tuple[int, int]
 
 
 def run_matvec(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, threads_per_row: int = 64,
-               rows_per_thread: int = 1, prologue: str | None = None, extra: list | None = None) -> np.ndarray:
+               rows_per_thread: int = 1, prologue: str | None = None, extra: list | None = None,
+               kernel: str = "matvec", **constants) -> np.ndarray:
     """y = W x, or y0 + W x with ACCUMULATE; y is poisoned with NaN first when not accumulating.
     `prologue` and the buffers it binds (`extra`, from binding 5) select matvec's input prologue."""
     y = ctx.empty(w.rows * 4)
     return run_matvec_blocks(ctx, w, x, y, y0, threads_per_row, rows_per_thread=rows_per_thread,
-                             prologue=prologue, extra=extra)
+                             prologue=prologue, extra=extra, kernel=kernel, **constants)
 
 
 def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | None = None,
                       threads_per_row: int = 64, max_bytes: int | None = None, rows_per_thread: int = 1,
-                      prologue: str | None = None, extra: list | None = None) -> np.ndarray:
+                      prologue: str | None = None, extra: list | None = None, kernel: str = "matvec",
+                      **constants) -> np.ndarray:
     """run_matvec with W bound as row blocks of at most `max_bytes` (one dispatch each), as the model
     binds a matrix larger than a storage binding."""
     blocks = split_rows(w, max_bytes) if max_bytes else [(0, w)]
@@ -80,7 +82,7 @@ def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | N
     else:
         ctx.queue.write_buffer(y, 0, y0.astype(np.float32).tobytes())
     x_buffer = ctx.buffer(x.astype(np.float32))
-    constants = {"ACCUMULATE": True} if y0 is not None else {}
+    constants.update({"ACCUMULATE": True} if y0 is not None else {})
     rows_per_workgroup = 256 // threads_per_row * rows_per_thread
     constants.update(THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread)
     dispatches = []
@@ -88,7 +90,7 @@ def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | N
         buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_buffer, y,
                    ctx.uniform(params(block.rows, block.cols, row_offset)), *(extra or [])]
         workgroups = matvec_workgroups(block.rows, rows_per_workgroup)
-        dispatches.append(ctx.dispatch("matvec", buffers, workgroups, weights=w.layout, prologue=prologue, **constants))
+        dispatches.append(ctx.dispatch(kernel, buffers, workgroups, weights=w.layout, prologue=prologue, **constants))
     ctx.run(dispatches)
     return ctx.read(y, np.float32, w.rows)
 
@@ -269,6 +271,73 @@ def test_matvec_folds_workgroups_past_65535(ctx, rng):
     out = run_matvec(ctx, w, x)
     ref = dequantize(w).astype(np.float64) @ x.astype(np.float64)
     assert relative_error(out, ref) < BOUND
+
+
+@pytest.fixture(params=["subgroup", "workgroup"])
+def reduction(request, ctx):
+    """Run the test with each row reduction (`//!include reduce`): subgroup shuffles where the
+    adapter has them, and workgroup memory (what adapters without subgroups get)."""
+    if request.param == "subgroup" and not ctx.gpu.has_subgroups:
+        pytest.skip("the adapter has no subgroups")
+    saved, ctx.pipelines.subgroups = ctx.pipelines.subgroups, request.param == "subgroup"
+    yield request.param
+    ctx.pipelines.subgroups = saved
+
+
+@pytest.mark.parametrize("threads_per_row, rows_per_thread", [(64, 1), (32, 2), (4, 4)])
+def test_matvec_both_row_reductions_match_numpy(ctx, rng, reduction, threads_per_row, rows_per_thread):
+    rows, cols = 203, 608
+    w = random_weight(rng, QT.Q4_1, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    out = run_matvec(ctx, w, x, threads_per_row=threads_per_row, rows_per_thread=rows_per_thread)
+    assert relative_error(out, dequantize(w).astype(np.float64) @ x.astype(np.float64)) < BOUND
+
+
+# -- matvec_q4_groups: large 4-bit matrices ----------------------------------------------------
+
+Q4_TYPES = [QT.Q4_0, QT.Q4_1, QT.Q4_K]  # layouts q4g32, q4g32, q4g32f
+
+
+@pytest.mark.parametrize("threads_per_row, rows_per_thread", [(16, 4), (32, 1), (8, 2)])
+@pytest.mark.parametrize("chunk_groups", [4, 128])
+@pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
+def test_matvec_q4_groups_matches_numpy(ctx, rng, reduction, qtype, chunk_groups, threads_per_row, rows_per_thread):
+    """203 rows (a partial last workgroup); 19 or 24 groups of 32 columns staged 4 at a time (a
+    partial last chunk) or all at once."""
+    rows, cols = 203, odd_width(qtype)
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    out = run_matvec(ctx, w, x, threads_per_row=threads_per_row, rows_per_thread=rows_per_thread,
+                     kernel="matvec_q4_groups", CHUNK_GROUPS=chunk_groups)
+    assert relative_error(out, dequantize(w).astype(np.float64) @ x.astype(np.float64)) < BOUND
+
+
+@pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
+def test_matvec_q4_groups_rmsnorm_prologue_accumulates(ctx, rng, qtype):
+    """The model's use: the QKV / FFN-up norm fused in, ACCUMULATE, row blocks at their offsets."""
+    rows, cols = 263, odd_width(qtype)
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32) * 3
+    norm = rng.standard_normal(cols).astype(np.float32)
+    y0 = rng.standard_normal(rows).astype(np.float32)
+    eps = np.float32(1e-5)
+    extra = [ctx.buffer(norm), ctx.uniform(np.array([cols, eps.view(np.uint32), 0, 0], np.uint32))]
+    out = run_matvec_blocks(ctx, w, x, ctx.empty(rows * 4), y0, threads_per_row=16, rows_per_thread=4,
+                            max_bytes=100 * (w.codes.nbytes // rows), prologue="rmsnorm", extra=extra,
+                            kernel="matvec_q4_groups", CHUNK_GROUPS=8)
+    x64 = x.astype(np.float64)
+    normed = x64 / np.sqrt(np.mean(x64 * x64) + float(eps)) * norm
+    assert relative_error(out, y0 + dequantize(w).astype(np.float64) @ normed) < BOUND
+
+
+def test_matvec_q4_groups_silu_prologue_matches_numpy(ctx, rng):
+    rows, cols = 96, 1536  # SmolLM2's FFN width: the down projection's input is silu(gate) * up
+    w = random_weight(rng, QT.Q4_0, rows, cols)
+    gate_up = rng.standard_normal(2 * cols).astype(np.float32)
+    out = run_matvec(ctx, w, gate_up, threads_per_row=16, rows_per_thread=4, prologue="silu_mul",
+                     kernel="matvec_q4_groups", CHUNK_GROUPS=16)
+    gate, up = gate_up[:cols].astype(np.float64), gate_up[cols:].astype(np.float64)
+    assert relative_error(out, dequantize(w).astype(np.float64) @ (_silu(gate) * up)) < BOUND
 
 
 # -- matmul ------------------------------------------------------------------------------------

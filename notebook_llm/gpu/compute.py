@@ -44,7 +44,7 @@ class GpuContext:
         self.gpu = device
         self.device = device.device
         self.queue = device.device.queue
-        self.pipelines = PipelineCache(device.device)
+        self.pipelines = PipelineCache(device.device, subgroups=device.has_subgroups)
 
     @classmethod
     def create(cls, adapter_name: str | None = None, required_features: tuple[str, ...] = ()) -> "GpuContext":

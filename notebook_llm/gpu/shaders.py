@@ -3,7 +3,9 @@
 WGSL has no `#include`, so this module has the one include step the project uses: a line
 `//!include NAME` in a kernel is replaced by `kernels/NAME.wgsl`, and the line
 `//!include weights` by the weight-layout file the caller picks (`weights_q4g32.wgsl`, ...), and
-`//!include input` by the matvec input prologue it picks (`input_plain.wgsl`, `input_rmsnorm.wgsl`, ...).
+`//!include input` by the matvec input prologue it picks (`input_plain.wgsl`, `input_rmsnorm.wgsl`, ...),
+`//!include scales` by the layout's group-scale file (`scales_q4g32.wgsl`, ...), and `//!include reduce`
+by `reduce_subgroup.wgsl` on devices with subgroups, else `reduce_workgroup.wgsl`.
 No other text substitution happens: shapes go in uniforms, tuning knobs are `override`s.
 """
 
@@ -32,17 +34,19 @@ def _read(name: str) -> str:
     return (kernels_dir() / f"{name}.wgsl").read_text()
 
 
-def shader_source(name: str, weights: str | None = None, prologue: str | None = None) -> str:
+def shader_source(name: str, weights: str | None = None, prologue: str | None = None, subgroups: bool = False) -> str:
     """The full WGSL of kernel `name`, includes resolved (each file at most once)."""
     seen: set[str] = set()
 
     def expand(text: str) -> str:
         def replace(match: re.Match) -> str:
             include = match.group(1)
-            if include == "weights":
+            if include in ("weights", "scales"):
                 if weights is None:
                     raise ValueError(f"kernel {name!r} needs a weight layout (weights=...)")
-                include = f"weights_{weights}"
+                include = f"{include}_{weights}"
+            elif include == "reduce":
+                include = "reduce_subgroup" if subgroups else "reduce_workgroup"
             elif include == "input":
                 include = f"input_{prologue or 'plain'}"
             if include in seen:
@@ -60,23 +64,24 @@ def shader_source(name: str, weights: str | None = None, prologue: str | None = 
 
 
 class PipelineCache:
-    """Compute pipelines keyed by (kernel, weight layout, input prologue, override constants), built once."""
+    """Compute pipelines keyed by (kernel, weight layout, input prologue, reduction, override constants), built once."""
 
-    def __init__(self, device: wgpu.GPUDevice):
+    def __init__(self, device: wgpu.GPUDevice, subgroups: bool = False):
         self._device = device
+        self.subgroups = subgroups  # resolve `//!include reduce` to subgroup shuffles
         self._modules: dict[tuple, wgpu.GPUShaderModule] = {}
         self._pipelines: dict[tuple, wgpu.GPUComputePipeline] = {}
 
     def get(self, name: str, weights: str | None = None, prologue: str | None = None,
             **constants: float) -> wgpu.GPUComputePipeline:
-        key = (name, weights, prologue, tuple(sorted(constants.items())))
+        key = (name, weights, prologue, self.subgroups, tuple(sorted(constants.items())))
         pipeline = self._pipelines.get(key)
         if pipeline is None:
-            module_key = (name, weights, prologue)
+            module_key = key[:4]
             module = self._modules.get(module_key)
             if module is None:
                 label = "_".join(part for part in (name, weights, prologue) if part)
-                module = self._device.create_shader_module(label=label, code=shader_source(name, weights, prologue))
+                module = self._device.create_shader_module(label=label, code=shader_source(name, weights, prologue, self.subgroups))
                 self._modules[module_key] = module
             stage = {"module": module, "entry_point": "main"}
             if constants:

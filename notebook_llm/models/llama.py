@@ -56,6 +56,13 @@ FFN_KERNELS = {"silu": "silu_mul", "gelu_tanh": "gelu_mul"}
 # the input once for all of them): enough to fill a large GPU; a CPU driver runs a few at a time.
 MATVEC_MIN_WORKGROUPS_GPU = 512
 MATVEC_MIN_WORKGROUPS_CPU = 8
+# Decode matrices of 4-bit layouts with at least this many rows take kernels/matvec_q4_groups.wgsl
+# (16-byte code loads, staged input) on GPUs: H200, Llama-3.1-8B shape's FFN up [28672, 4096] 106 →
+# 65 µs, Llama-3.2-1B's [16384, 2048] 19.4 → 14.1 µs; on matrices of 4-6k rows it was no faster.
+GROUP_MATVEC_MIN_ROWS = 16384
+GROUP_MATVEC_LAYOUTS = ("q4g32", "q4g32f")
+GROUP_MATVEC_WORKGROUP_BYTES = 24 * 1024  # its staged input and row partials
+GROUP_MATVEC_THREADS_PER_ROW, GROUP_MATVEC_ROWS_PER_THREAD = 16, 4
 # The FFN middle is recomputed by every workgroup of a fused down projection: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
 # big ones (Llama-3.1-8B shape on an H200: +1.3 ms a step), so only matrices up to this many
@@ -109,8 +116,8 @@ class LlamaModel:
     max_binding_bytes: the largest buffer one binding may hold (default: the device's
     max-storage-buffer-binding-size); larger matrices are uploaded as row blocks. Tests lower it.
     fused_decode: the decode graph for GPUs — norms and the FFN middle fused into the matvecs,
-    attention split over key chunks (fewer, wider dispatches) — or, False, one kernel per op as in
-    prefill. Default: True except on CPU adapters, where lavapipe ran the fused step 1.7x slower
+    attention split over key chunks (fewer, wider dispatches), large 4-bit matrices through
+    kernels/matvec_q4_groups.wgsl — or, False, one kernel per op as in prefill. Default: True except on CPU adapters, where lavapipe ran the fused step 1.7x slower
     (SmolLM2: 976 vs 560 ms): every workgroup recomputing a prologue costs a CPU what it saves a GPU.
     """
 
@@ -139,8 +146,11 @@ class LlamaModel:
         self.rope_freq_factors = arch.rope_freq_factors(model_file, cfg, self.context_window_size)
         self.prefill_chunk_size = prefill_chunk_size
         self.max_binding_bytes = max_binding_bytes or ctx.gpu.max_storage_binding
-        self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 64
+        # GPUs: 32 lanes a row where subgroup shuffles sum them (one warp on NVIDIA), else 64.
+        self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 32 if ctx.gpu.has_subgroups else 64
         self.fused_decode = not ctx.gpu.adapter.is_cpu if fused_decode is None else fused_decode
+        self.group_matvec = self.fused_decode and (
+            int(ctx.device.limits["max-compute-workgroup-storage-size"]) >= GROUP_MATVEC_WORKGROUP_BYTES)
         self.matmul_tokens_per_thread = 4 if cfg.dim >= MATMUL_WIDE_TILES_MIN_DIM else 2
         self.matmul_tile_tokens = 16 * self.matmul_tokens_per_thread
         self._upload_weights(model_file, progress)
@@ -259,10 +269,18 @@ class LlamaModel:
         dispatches = []
         for b in m.blocks:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
-            if decode:
+            extra = [norm, self.norm_params] if prologue == "rmsnorm" else []
+            if decode and self.group_matvec and b.layout in GROUP_MATVEC_LAYOUTS and b.rows >= GROUP_MATVEC_MIN_ROWS:
+                rows_per_workgroup = MATVEC_WORKGROUP // GROUP_MATVEC_THREADS_PER_ROW * GROUP_MATVEC_ROWS_PER_THREAD
+                dispatches.append(self.ctx.dispatch(
+                    "matvec_q4_groups", [b.codes, b.scales, x, y, shape, *extra],
+                    _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,
+                    ACCUMULATE=accumulate, THREADS_PER_ROW=GROUP_MATVEC_THREADS_PER_ROW,
+                    ROWS_PER_THREAD=GROUP_MATVEC_ROWS_PER_THREAD,
+                ))
+            elif decode:
                 rows_per_thread = self._matvec_rows_per_thread(b.rows)
                 rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row * rows_per_thread
-                extra = [norm, self.norm_params] if prologue == "rmsnorm" else []
                 dispatches.append(self.ctx.dispatch(
                     "matvec", [b.codes, b.scales, x, y, shape, *extra],
                     _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,

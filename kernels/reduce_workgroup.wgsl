@@ -1,0 +1,24 @@
+// Row reduction of the matrix-vector kernels, without subgroups: the THREADS_PER_ROW lanes of a
+// row (consecutive invocations) add their partial sums through workgroup memory, a tree of
+// log2(THREADS_PER_ROW) barrier rounds. The kernel declares WORKGROUP and THREADS_PER_ROW;
+// `row_total` must be reached by every invocation (it has barriers).
+
+struct Invocation {
+    @builtin(local_invocation_index) index: u32,
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) workgroups: vec3<u32>,
+}
+
+var<workgroup> row_partials: array<vec4<f32>, WORKGROUP>;
+
+// The sums over the row's lanes of `partial` (one per row of the thread), complete in the row's lane 0.
+fn row_total(partial: vec4<f32>, inv: Invocation) -> vec4<f32> {
+    let lane = inv.index % THREADS_PER_ROW;
+    row_partials[inv.index] = partial;
+    workgroupBarrier();
+    for (var stride = THREADS_PER_ROW / 2u; stride > 0u; stride /= 2u) {
+        if (lane < stride) { row_partials[inv.index] += row_partials[inv.index + stride]; }
+        workgroupBarrier();
+    }
+    return row_partials[inv.index];
+}
