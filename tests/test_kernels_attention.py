@@ -117,7 +117,8 @@ def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, n_to
 def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
                         chunk: int = 256) -> np.ndarray:
     """One decode token through the two kernels the decode graph uses; the partials buffer and the
-    output are poisoned with NaN first (every chunk, empty or not, must write its partial)."""
+    output are poisoned with NaN first (every chunk in range must write its partial, and the combine
+    must read no other: chunks past the position or before the window stay NaN)."""
     _, n_head, head_dim = q.shape
     n_chunks = -(-k_cache.shape[0] // chunk)
     partials = ctx.empty(n_head * n_chunks * (4 + head_dim) * 4)
@@ -130,7 +131,7 @@ def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, w
     ctx.run([
         ctx.dispatch("attention_split", [ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), partials, params, step],
                      (n_head, n_chunks), CHUNK=chunk),
-        ctx.dispatch("attention_combine", [partials, out, params, chunks], (n_head, 1)),
+        ctx.dispatch("attention_combine", [partials, out, params, chunks, step], (n_head, 1), CHUNK=chunk),
     ])
     return ctx.read(out, np.float32, n_head * head_dim).reshape(1, n_head * head_dim)
 

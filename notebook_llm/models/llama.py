@@ -310,8 +310,8 @@ class LlamaModel:
         return [
             c.dispatch("attention_split", [*kv, self.attention_partials, attention_params, self.step],
                        (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK),
-            c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params, self.attention_chunk_params],
-                       (cfg.n_head, 1, 1)),
+            c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params, self.attention_chunk_params,
+                                             self.step], (cfg.n_head, 1, 1), CHUNK=ATTENTION_CHUNK),
         ]
 
     def _normed_linear(self, m: GpuMatrix, norm: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
