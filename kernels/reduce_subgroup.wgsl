@@ -4,7 +4,7 @@
 // workgroup memory. Rows wider than the subgroup (THREADS_PER_ROW > subgroup_size, which varies by
 // vendor: 32 on NVIDIA, 32 or 64 on AMD, 8 on lavapipe) finish through one round of workgroup
 // memory. Replaces reduce_workgroup.wgsl's log2(THREADS_PER_ROW) barrier rounds: H200, SmolLM2's
-// FFN up matrix 5.8 → 4.5 µs a dispatch, Llama-3.1-8B's QKV 14.9 → 13.5 µs (benchmarks/sweep).
+// FFN up matrix 5.8 → 4.5 µs a dispatch, Llama-3.1-8B's QKV 14.9 → 13.5 µs (benchmarks/matvec_sweep.py).
 // The kernel declares WORKGROUP and THREADS_PER_ROW; every invocation must reach `row_total`.
 
 struct Invocation {
