@@ -3,7 +3,7 @@
 // matters. Each lane takes whole 32-column groups: the group's sixteen bytes of codes in one load
 // (matvec.wgsl reads four bytes per load), and since one lane then needs 32 inputs, the input is
 // staged in workgroup memory, CHUNK_GROUPS groups at a time, shared by all the workgroup's rows.
-// Measured on an H200 (benchmarks/sweep, Llama-3.1-8B's FFN up [28672, 4096]): 106 µs a dispatch
+// Measured on an H200 (benchmarks/matvec_sweep.py, Llama-3.1-8B's FFN up [28672, 4096]): 106 µs a dispatch
 // with matvec.wgsl, 65 µs with this kernel; below ~16k rows matvec.wgsl is as fast or faster.
 //
 // Per group: in · w = scale · (in · q) + min · sum(in), so codes become floats once (the 2^23
