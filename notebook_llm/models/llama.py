@@ -117,8 +117,8 @@ class LlamaModel:
     max-storage-buffer-binding-size); larger matrices are uploaded as row blocks. Tests lower it.
     fused_decode: the decode graph for GPUs — norms and the FFN middle fused into the matvecs,
     attention split over key chunks (fewer, wider dispatches), large 4-bit matrices through
-    kernels/matvec_q4_groups.wgsl — or, False, one kernel per op as in prefill. Default: True except on CPU adapters, where lavapipe ran the fused step 1.7x slower
-    (SmolLM2: 976 vs 560 ms): every workgroup recomputing a prologue costs a CPU what it saves a GPU.
+    kernels/matvec_q4_groups.wgsl — or, False, one kernel per op as in prefill. Default: True
+    except on CPU adapters, where lavapipe ran the fused step 1.7x slower (SmolLM2: 976 vs 560 ms): every workgroup recomputing a prologue costs a CPU what it saves a GPU.
     """
 
     def __init__(
@@ -269,22 +269,19 @@ class LlamaModel:
         dispatches = []
         for b in m.blocks:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
-            extra = [norm, self.norm_params] if prologue == "rmsnorm" else []
-            if decode and self.group_matvec and b.layout in GROUP_MATVEC_LAYOUTS and b.rows >= GROUP_MATVEC_MIN_ROWS:
-                rows_per_workgroup = MATVEC_WORKGROUP // GROUP_MATVEC_THREADS_PER_ROW * GROUP_MATVEC_ROWS_PER_THREAD
+            if decode:
+                extra = [norm, self.norm_params] if prologue == "rmsnorm" else []
+                if self.group_matvec and b.layout in GROUP_MATVEC_LAYOUTS and b.rows >= GROUP_MATVEC_MIN_ROWS:
+                    kernel, threads_per_row, rows_per_thread = (
+                        "matvec_q4_groups", GROUP_MATVEC_THREADS_PER_ROW, GROUP_MATVEC_ROWS_PER_THREAD)
+                else:
+                    kernel, threads_per_row = "matvec", self.matvec_threads_per_row
+                    rows_per_thread = self._matvec_rows_per_thread(b.rows)
+                rows_per_workgroup = MATVEC_WORKGROUP // threads_per_row * rows_per_thread
                 dispatches.append(self.ctx.dispatch(
-                    "matvec_q4_groups", [b.codes, b.scales, x, y, shape, *extra],
+                    kernel, [b.codes, b.scales, x, y, shape, *extra],
                     _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,
-                    ACCUMULATE=accumulate, THREADS_PER_ROW=GROUP_MATVEC_THREADS_PER_ROW,
-                    ROWS_PER_THREAD=GROUP_MATVEC_ROWS_PER_THREAD,
-                ))
-            elif decode:
-                rows_per_thread = self._matvec_rows_per_thread(b.rows)
-                rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row * rows_per_thread
-                dispatches.append(self.ctx.dispatch(
-                    "matvec", [b.codes, b.scales, x, y, shape, *extra],
-                    _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,
-                    ACCUMULATE=accumulate, THREADS_PER_ROW=self.matvec_threads_per_row, ROWS_PER_THREAD=rows_per_thread,
+                    ACCUMULATE=accumulate, THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread,
                 ))
             else:
                 dispatches.append(self.ctx.dispatch(
