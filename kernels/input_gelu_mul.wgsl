@@ -3,7 +3,7 @@
 
 //!include act_gelu_tanh
 
-fn prepare_input(lid: u32) {}
+fn prepare_input(inv: Invocation) {}
 
 fn input4(i: u32) -> vec4<f32> {
     let g = x[i];

@@ -75,7 +75,7 @@ fn main(inv: Invocation) {
     let lid = inv.index;
     let wg = inv.workgroup;
     let nwg = inv.workgroups;
-    prepare_input(lid);  // before any branch: prologues may reduce over the workgroup
+    prepare_input(inv);  // before any branch: prologues may reduce over the workgroup
 
     let groups = WORKGROUP / THREADS_PER_ROW;
     let first_row = ((wg.y * nwg.x + wg.x) * groups + lid / THREADS_PER_ROW) * ROWS_PER_THREAD;

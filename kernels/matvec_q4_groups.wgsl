@@ -66,7 +66,7 @@ fn group_dot(row: u32, group: u32, g: u32, groups: u32) -> f32 {
 @compute @workgroup_size(WORKGROUP)
 fn main(inv: Invocation) {
     let lid = inv.index;
-    prepare_input(lid);
+    prepare_input(inv);
 
     let first_row = ((inv.workgroup.y * inv.workgroups.x + inv.workgroup.x) * (WORKGROUP / THREADS_PER_ROW)
                      + lid / THREADS_PER_ROW) * ROWS_PER_THREAD;

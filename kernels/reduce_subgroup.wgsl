@@ -5,7 +5,9 @@
 // vendor: 32 on NVIDIA, 32 or 64 on AMD, 8 on lavapipe) finish through one round of workgroup
 // memory. Replaces reduce_workgroup.wgsl's log2(THREADS_PER_ROW) barrier rounds: H200, SmolLM2's
 // FFN up matrix 5.8 → 4.5 µs a dispatch, Llama-3.1-8B's QKV 14.9 → 13.5 µs (benchmarks/matvec_sweep.py).
-// The kernel declares WORKGROUP and THREADS_PER_ROW; every invocation must reach `row_total`.
+// `workgroup_total` sums one value over the workgroup (the rmsnorm input prologue): a subgroupAdd,
+// then the subgroups' sums through workgroup memory, one barrier.
+// The kernel declares WORKGROUP and THREADS_PER_ROW; every invocation must reach both functions.
 
 struct Invocation {
     @builtin(local_invocation_index) index: u32,
@@ -27,5 +29,18 @@ fn row_total(partial: vec4<f32>, inv: Invocation) -> vec4<f32> {
     if (inv.index % THREADS_PER_ROW == 0u) {
         for (var lane = span; lane < THREADS_PER_ROW; lane += span) { total += row_partials[inv.index + lane]; }
     }
+    return total;
+}
+
+var<workgroup> subgroup_sums: array<f32, WORKGROUP>;  // one per subgroup
+
+// The sum of `value` over the workgroup, returned to every invocation.
+fn workgroup_total(value: f32, inv: Invocation) -> f32 {
+    let subgroup_sum = subgroupAdd(value);
+    if (inv.index % inv.subgroup_size == 0u) { subgroup_sums[inv.index / inv.subgroup_size] = subgroup_sum; }
+    workgroupBarrier();
+    var total = 0.0;
+    for (var i = 0u; i < WORKGROUP / inv.subgroup_size; i++) { total += subgroup_sums[i]; }
+    workgroupBarrier();  // all have read before the array is reused
     return total;
 }

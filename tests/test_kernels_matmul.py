@@ -164,7 +164,7 @@ def test_matvec_long_rows_take_the_four_block_loop_and_its_tail(ctx, rng, qtype,
 
 
 @pytest.mark.parametrize("rows_per_thread", [1, 4])
-def test_matvec_rmsnorm_prologue_matches_numpy(ctx, rng, rows_per_thread):
+def test_matvec_rmsnorm_prologue_matches_numpy(ctx, rng, reduction, rows_per_thread):
     """in = x / sqrt(mean(x²) + eps) * g, computed inside the matvec (the decode norm before QKV)."""
     rows, cols, eps = 203, 608, 1e-5
     w = random_weight(rng, QT.Q4_1, rows, cols)
@@ -313,7 +313,7 @@ def test_matvec_q4_groups_matches_numpy(ctx, rng, reduction, qtype, chunk_groups
 
 
 @pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
-def test_matvec_q4_groups_rmsnorm_prologue_accumulates(ctx, rng, qtype):
+def test_matvec_q4_groups_rmsnorm_prologue_accumulates(ctx, rng, reduction, qtype):
     """The model's use: the QKV / FFN-up norm fused in, ACCUMULATE, row blocks at their offsets."""
     rows, cols = 263, odd_width(qtype)
     w = random_weight(rng, qtype, rows, cols)
