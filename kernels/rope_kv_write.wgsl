@@ -24,11 +24,13 @@
 // Requires head_dim even and at most 256, rope_dim even and <= head_dim.
 // Mapping: dispatch (n_tokens, n_head + n_kv_head, 1); workgroup (t, h) owns head h of token t
 // (a q head for h < n_head, else k head g = h - n_head, which also copies v head g). Its 64 threads
-// load the head into workgroup memory (bias added, squares summed), reduce the sum of squares, and
-// write each element from the normed head, so a pair's two halves may belong to different threads.
+// load the head into workgroup memory (bias added, squares summed; rope_head.wgsl), reduce the sum of
+// squares, and write each element from the normed head, so a pair's two halves may belong to
+// different threads.
 // Tested by tests/test_kernels_norm_rope.py against numpy float64.
 
-struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, rope_dim: u32, eps: f32, _pad0: u32, _pad1: u32, _pad2: u32 }
+//!include rope_head
+
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
@@ -39,7 +41,7 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 @group(0) @binding(5) var<storage, read_write> q_out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding(7) var<storage, read_write> v_cache: array<f32>;
-@group(0) @binding(8) var<uniform> params: Params;
+@group(0) @binding(8) var<uniform> rope_params: RopeParams;
 @group(0) @binding(9) var<uniform> step: Step;
 
 override HAS_BIAS: bool = false;
@@ -47,66 +49,23 @@ override QK_NORM: bool = false;
 override NEOX: bool = false;
 
 const WORKGROUP: u32 = 64u;
-const MAX_HEAD_DIM: u32 = 256u;
-
-var<workgroup> head: array<f32, MAX_HEAD_DIM>;
-var<workgroup> partial: array<f32, WORKGROUP>;
-
-// The element that x[j] is rotated with, and whether x[j] is the pair's first element.
-fn rope_partner(j: u32, rope_pairs: u32) -> vec2<u32> {
-    if (NEOX) {
-        return select(vec2<u32>(j - rope_pairs, 0u), vec2<u32>(j + rope_pairs, 1u), j < rope_pairs);
-    }
-    return select(vec2<u32>(j - 1u, 0u), vec2<u32>(j + 1u, 1u), j % 2u == 0u);
-}
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let t = wg.x;
     let h = wg.y;
     let pos = step.position + t;
-    let head_dim = params.head_dim;
-    let rope_pairs = params.rope_dim / 2u;
-    let kv_width = params.n_kv_head * head_dim;
-    let q_width = params.n_head * head_dim;
+    let head_dim = rope_params.head_dim;
+    let kv_width = rope_params.n_kv_head * head_dim;
+    let q_width = rope_params.n_head * head_dim;
     let token_in = t * (q_width + 2u * kv_width);
     let cache_row = pos * kv_width;
-    let is_q = h < params.n_head;
+    let is_q = h < rope_params.n_head;
     let head_in = h * head_dim;  // q heads then k heads, contiguous from the token's start
 
-    var sum_sq = 0.0;
+    load_head(token_in + head_in, head_in, is_q, lid);
     for (var j = lid; j < head_dim; j += WORKGROUP) {
-        var x = qkv[token_in + head_in + j];
-        if (HAS_BIAS) { x += bias[head_in + j]; }
-        head[j] = x;
-        sum_sq += x * x;
-    }
-    var scale = 1.0;
-    if (QK_NORM) {
-        partial[lid] = sum_sq;
-        workgroupBarrier();
-        for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-            if (lid < stride) { partial[lid] += partial[lid + stride]; }
-            workgroupBarrier();
-        }
-        scale = inverseSqrt(partial[0] / f32(head_dim) + params.eps);
-        for (var j = lid; j < head_dim; j += WORKGROUP) {
-            head[j] *= scale * select(k_norm[j], q_norm[j], is_q);
-        }
-    }
-    workgroupBarrier();
-
-    for (var j = lid; j < head_dim; j += WORKGROUP) {
-        var x = head[j];
-        if (j < params.rope_dim) {
-            let partner = rope_partner(j, rope_pairs);
-            let i = select(j, j / 2u, !NEOX) % rope_pairs;
-            let cs = 2u * (pos * rope_pairs + i);
-            let c = rope[cs];
-            let s = rope[cs + 1u];
-            let y = head[partner.x];
-            x = select(y * s + x * c, x * c - y * s, partner.y == 1u);
-        }
+        let x = rotated(j, pos);
         if (is_q) {
             q_out[t * q_width + head_in + j] = x;
         } else {
