@@ -8,10 +8,18 @@
 // where s_j = (q[h] · k_cache[j, g]) * scale, g = h / (n_head / n_kv_head). A chunk with no key
 // in range (past the position, or before a sliding window) returns at once: the combine reads only
 // the chunks in range.
+// The step's own q, k and v come straight from the QKV projection's output: each workgroup ropes
+// its query head (rope_head.wgsl: bias, q/k norm, rotation, as rope_kv_write.wgsl does in prefill),
+// the workgroups of the chunk holding position p also rope key p and take value p from there
+// rather than from the cache, and the first query head of each KV group writes them into the cache
+// row p for later steps. That saves the decode step one dispatch per layer (a decode step of a small
+// model is bound by the CPU time of recording its dispatches).
 //
-// Bindings: 0 q f32[n_head, head_dim], 1 k_cache f32[max_context, n_kv_head, head_dim],
-//           2 v_cache (same shape), 3 partials f32[n_head, n_chunks, 4 + head_dim] as
-//           (m, l, 0, 0, acc...), 4 params (attention.wgsl's), 5 step.
+// Bindings: 0 qkv f32[(n_head + 2 n_kv_head) head_dim] (one token: q heads, k heads, v heads),
+//           1 k_cache f32[max_context, n_kv_head, head_dim], 2 v_cache (same shape),
+//           3 partials f32[n_head, n_chunks, 4 + head_dim] as (m, l, 0, 0, acc...),
+//           4 params (attention.wgsl's), 5 step, 6 bias, 7 q_norm, 8 k_norm, 9 rope, 10 rope_params
+//           (rope_kv_write.wgsl's bindings 1-4 and 8).
 // Requires head_dim a multiple of 4 and at most 256.
 // Mapping: dispatch (n_head, n_chunks, 1), 256 threads. Thread i scores keys i, i + 256, ... of the
 // chunk into workgroup memory; the maximum is reduced as a tree; then the threads form
@@ -26,12 +34,23 @@
 struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
-@group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> qkv: array<f32>;
+@group(0) @binding(1) var<storage, read_write> k_cache: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> v_cache: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> partials: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> params: Params;
 @group(0) @binding(5) var<uniform> step: Step;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(7) var<storage, read> q_norm: array<f32>;
+@group(0) @binding(8) var<storage, read> k_norm: array<f32>;
+@group(0) @binding(9) var<storage, read> rope: array<f32>;
+@group(0) @binding(10) var<uniform> rope_params: RopeParams;
+
+override HAS_BIAS: bool = false;
+override QK_NORM: bool = false;
+override NEOX: bool = false;
+
+//!include rope_head
 
 const WORKGROUP: u32 = 256u;
 const MAX_HEAD_VEC4: u32 = 64u;     // head_dim <= 256
@@ -39,10 +58,17 @@ const NEG_BIG: f32 = -3.4028235e38; // stands in for -inf: exp(NEG_BIG - m) == 0
 override CHUNK: u32 = 256u;          // keys per workgroup, at most 1024
 
 var<workgroup> q_head: array<vec4<f32>, MAX_HEAD_VEC4>;
+var<workgroup> k_new: array<vec4<f32>, MAX_HEAD_VEC4>;  // key and value p, in the chunk holding p
+var<workgroup> v_new: array<vec4<f32>, MAX_HEAD_VEC4>;
 var<workgroup> scores: array<f32, 1024>;
 var<workgroup> reduce: array<f32, WORKGROUP>;
 var<workgroup> partial_acc: array<vec4<f32>, WORKGROUP>;
 var<workgroup> partial_sum: array<f32, WORKGROUP>;
+
+// Columns 4 col .. 4 col + 3 of value `key`: the cache row, or v_new for the step's own key.
+fn value4(key: u32, kv_stride: u32, kv_offset: u32, col: u32) -> vec4<f32> {
+    return select(v_cache[key * kv_stride + kv_offset + col], v_new[col], key == step.position);
+}
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -61,20 +87,47 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 
     if (first_key >= end_key) { return; }  // a chunk the combine will not read (uniform: no barrier skipped unevenly)
 
-    for (var c = lid; c < n_vec; c += WORKGROUP) { q_head[c] = q[head * n_vec + c]; }
+    let p = step.position;
+    let head_dim = params.head_dim;
+    let q_width = params.n_head * head_dim;
+    let kv_width = params.n_kv_head * head_dim;
+    load_head(head * head_dim, head * head_dim, true, lid);
+    for (var j = lid; j < head_dim; j += WORKGROUP) { q_head[j / 4u][j % 4u] = rotated(j, p); }
+    if (end_key == n_keys) {  // this chunk holds key p (uniform over the workgroup)
+        let k_at = q_width + kv_head * head_dim;
+        load_head(k_at, k_at, false, lid);
+        let v_at = q_width + kv_width + kv_head * head_dim;
+        for (var j = lid; j < head_dim; j += WORKGROUP) {
+            k_new[j / 4u][j % 4u] = rotated(j, p);
+            var v = qkv[v_at + j];
+            if (HAS_BIAS) { v += bias[v_at + j]; }
+            v_new[j / 4u][j % 4u] = v;
+        }
+        workgroupBarrier();
+        if (head % (params.n_head / params.n_kv_head) == 0u) {
+            for (var c = lid; c < n_vec; c += WORKGROUP) {
+                k_cache[p * kv_stride + kv_offset + c] = k_new[c];
+                v_cache[p * kv_stride + kv_offset + c] = v_new[c];
+            }
+        }
+    }
     workgroupBarrier();
 
     let n = end_key - first_key;
     var m_thread = NEG_BIG;
     for (var i = lid; i < n; i += WORKGROUP) {
-        let k_base = (first_key + i) * kv_stride + kv_offset;
+        let key = first_key + i;
+        let k_base = key * kv_stride + kv_offset;
+        let is_new = key == p;
         var dots = vec4<f32>(0.0);
         var c = 0u;
         for (; c + 3u < n_vec; c += 4u) {
-            dots += vec4<f32>(dot(q_head[c], k_cache[k_base + c]), dot(q_head[c + 1u], k_cache[k_base + c + 1u]),
-                              dot(q_head[c + 2u], k_cache[k_base + c + 2u]), dot(q_head[c + 3u], k_cache[k_base + c + 3u]));
+            dots += vec4<f32>(dot(q_head[c], select(k_cache[k_base + c], k_new[c], is_new)),
+                              dot(q_head[c + 1u], select(k_cache[k_base + c + 1u], k_new[c + 1u], is_new)),
+                              dot(q_head[c + 2u], select(k_cache[k_base + c + 2u], k_new[c + 2u], is_new)),
+                              dot(q_head[c + 3u], select(k_cache[k_base + c + 3u], k_new[c + 3u], is_new)));
         }
-        for (; c < n_vec; c++) { dots.x += dot(q_head[c], k_cache[k_base + c]); }
+        for (; c < n_vec; c++) { dots.x += dot(q_head[c], select(k_cache[k_base + c], k_new[c], is_new)); }
         let s = ((dots.x + dots.y) + (dots.z + dots.w)) * params.scale;
         scores[i] = s;
         m_thread = max(m_thread, s);
@@ -101,13 +154,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             let p0 = scores[j];
             let p1 = scores[j + slices];
             l += p0 + p1;
-            acc += p0 * v_cache[(first_key + j) * kv_stride + kv_offset + col];
-            acc2 += p1 * v_cache[(first_key + j + slices) * kv_stride + kv_offset + col];
+            acc += p0 * value4(first_key + j, kv_stride, kv_offset, col);
+            acc2 += p1 * value4(first_key + j + slices, kv_stride, kv_offset, col);
         }
         if (j < n) {
-            let p = scores[j];
-            l += p;
-            acc += p * v_cache[(first_key + j) * kv_stride + kv_offset + col];
+            let weight = scores[j];
+            l += weight;
+            acc += weight * value4(first_key + j, kv_stride, kv_offset, col);
         }
     }
     partial_acc[lid] = acc + acc2;

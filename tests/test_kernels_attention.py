@@ -116,23 +116,40 @@ def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, n_to
 
 def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
                         chunk: int = 256) -> np.ndarray:
-    """One decode token through the two kernels the decode graph uses; the partials buffer and the
-    output are poisoned with NaN first (every chunk in range must write its partial, and the combine
-    must read no other: chunks past the position or before the window stay NaN)."""
+    """One decode token through the two kernels the decode graph uses. Key and value `position`
+    come in the QKV projection's output (with an identity rotary table, so q and k pass unchanged:
+    the epilogue's bias, norms and rotation are tested through the model in
+    tests/test_architectures.py) and the cache row `position` holds NaN: the split kernel must use
+    the new key and value, and it must write them into that row. The partials buffer and the output
+    are poisoned with NaN too: every chunk in range must write its partial, and the combine must
+    read no other (chunks past the position or before the window stay NaN)."""
     _, n_head, head_dim = q.shape
+    n_kv_head = k_cache.shape[1]
     n_chunks = -(-k_cache.shape[0] // chunk)
+    qkv = np.concatenate([q[0].ravel(), k_cache[position].ravel(), v_cache[position].ravel()]).astype(np.float32)
+    k_in, v_in = k_cache.copy(), v_cache.copy()
+    k_in[position] = np.nan
+    v_in[position] = np.nan
+    k_buffer, v_buffer = ctx.buffer(k_in), ctx.buffer(v_in)
     partials = ctx.empty(n_head * n_chunks * (4 + head_dim) * 4)
     ctx.fill(partials)
     out = ctx.empty(q.nbytes)
     ctx.fill(out)
-    params = ctx.uniform(struct.pack("<IIIfIIII", n_head, k_cache.shape[1], head_dim, scale, window, 0, 0, 0))
+    params = ctx.uniform(struct.pack("<IIIfIIII", n_head, n_kv_head, head_dim, scale, window, 0, 0, 0))
     step = ctx.uniform(struct.pack("<IIIf", 1, position, 0, 0.0))
     chunks = ctx.uniform(struct.pack("<IIII", n_chunks, 0, 0, 0))
+    identity_rope = np.tile(np.array([1.0, 0.0], np.float32), k_cache.shape[0] * head_dim // 2)
+    rope_params = ctx.uniform(struct.pack("<IIIIfIII", n_head, n_kv_head, head_dim, head_dim, 1e-6, 0, 0, 0))
+    unused = ctx.empty(4)
     ctx.run([
-        ctx.dispatch("attention_split", [ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), partials, params, step],
+        ctx.dispatch("attention_split", [ctx.buffer(qkv), k_buffer, v_buffer, partials, params, step,
+                                         unused, unused, unused, ctx.buffer(identity_rope), rope_params],
                      (n_head, n_chunks), CHUNK=chunk),
         ctx.dispatch("attention_combine", [partials, out, params, chunks, step], (n_head, 1), CHUNK=chunk),
     ])
+    for cache, written in ((k_cache, k_buffer), (v_cache, v_buffer)):
+        row = ctx.read(written, np.float32).reshape(cache.shape)[position]
+        np.testing.assert_array_equal(row, cache[position])
     return ctx.read(out, np.float32, n_head * head_dim).reshape(1, n_head * head_dim)
 
 

@@ -298,15 +298,25 @@ class LlamaModel:
         return [self.ctx.dispatch("embed", [b.codes, b.scales, self.tokens, self.x, self._shape(b.rows, e.cols, b.row_offset), self.step],
                                   (0, 1, 1), weights=b.layout, **constants) for b in e.blocks]
 
-    def _attention(self, i: int, attention_params: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
-        """attn = softmax(q kᵀ) v over layer i's cache: split over key chunks and merged in decode
-        (one workgroup per head would leave most of a GPU idle at long contexts), one pass in prefill."""
-        c, cfg, kv = self.ctx, self.config, [self.q, self.k_cache[i], self.v_cache[i]]
+    def _attention(self, i: int, attention_params: wgpu.GPUBuffer, rope: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
+        """The QKV epilogue (bias, q/k norm, RoPE, KV-cache write) and attn = softmax(q kᵀ) v over
+        layer i's cache. Prefill and CPU adapters: rope_kv_write, then attention in one pass. GPU
+        decode: attention split over key chunks (one workgroup per head would leave most of a GPU
+        idle at long contexts), the epilogue inside it, and the chunks merged."""
+        c, cfg, layer = self.ctx, self.config, self.layers[i]
+        epilogue = [layer["qkv_bias"], layer["q_norm"], layer["k_norm"], rope]
+        switches = dict(HAS_BIAS=cfg.qkv_bias, QK_NORM=cfg.qk_norm, NEOX=cfg.rope_neox)
+        caches = [self.k_cache[i], self.v_cache[i]]
         if not (decode and self.fused_decode):
-            return [c.dispatch("attention", [*kv, self.attn, attention_params, self.step], (cfg.n_head, 0, 1))]
+            return [
+                c.dispatch("rope_kv_write", [self.qkv, *epilogue, self.q, *caches, self.rope_params, self.step],
+                           (0, cfg.n_head + cfg.n_kv_head, 1), **switches),
+                c.dispatch("attention", [self.q, *caches, self.attn, attention_params, self.step], (cfg.n_head, 0, 1)),
+            ]
         return [
-            c.dispatch("attention_split", [*kv, self.attention_partials, attention_params, self.step],
-                       (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK),
+            c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
+                                           *epilogue, self.rope_params],
+                       (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK, **switches),
             c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params, self.attention_chunk_params,
                                              self.step], (cfg.n_head, 1, 1), CHUNK=ATTENTION_CHUNK),
         ]
@@ -338,15 +348,12 @@ class LlamaModel:
         ]
 
     def _layer(self, i: int, decode: bool) -> list[Dispatch]:
-        cfg, c, s, layer = self.config, self.ctx, self.step, self.layers[i]
-        local = cfg.is_local_layer(i)
+        layer = self.layers[i]
+        local = self.config.is_local_layer(i)
         rope, attention_params = (self.rope_local, self.attention_params_local) if local else (self.rope, self.attention_params)
         return [
             *self._normed_linear(layer["qkv"], layer["attn_norm"], self.qkv, decode),
-            c.dispatch("rope_kv_write", [self.qkv, layer["qkv_bias"], layer["q_norm"], layer["k_norm"], rope,
-                                         self.q, self.k_cache[i], self.v_cache[i], self.rope_params, s],
-                       (0, cfg.n_head + cfg.n_kv_head, 1), HAS_BIAS=cfg.qkv_bias, QK_NORM=cfg.qk_norm, NEOX=cfg.rope_neox),
-            *self._attention(i, attention_params, decode),
+            *self._attention(i, attention_params, rope, decode),
             *self._residual_add(layer["attn_output"], self.attn, layer["post_attention_norm"], decode),
             *self._normed_linear(layer["gate_up"], layer["ffn_norm"], self.gate_up, decode),
             *self._ffn_down(layer, decode),
