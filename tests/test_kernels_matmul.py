@@ -1,4 +1,5 @@
-"""kernels/matvec.wgsl and matvec_q4_groups.wgsl (decode), kernels/matmul.wgsl (prefill) against numpy float64.
+"""kernels/matvec.wgsl, matvec_q4_groups.wgsl and matvec_q4_int8.wgsl (decode), kernels/matmul.wgsl
+(prefill) against numpy float64.
 
 Weights are random float matrices quantized by the `gguf` package and repacked into our layouts;
 the reference is `dequantize(packed) @ x` in float64, so quantization error is not measured
@@ -9,9 +10,13 @@ float32 accumulation of K products in another order than numpy's. Each addition 
 most 2^-24 ≈ 6e-8 relative; over K ≤ ~600 random-sign terms ‖out − ref‖ / ‖ref‖ is ~1e-7 (a few
 1e-7 at worst). 1e-5 leaves room for any summation order and still fails on any real bug (a
 wrong element, scale or row gives errors of 1e-2 or more).
+
+matvec_q4_int8 rounds its input to int8 on purpose, so it has its own bounds (see its section).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -338,6 +343,85 @@ def test_matvec_q4_groups_silu_prologue_matches_numpy(ctx, rng):
                      kernel="matvec_q4_groups", CHUNK_GROUPS=16)
     gate, up = gate_up[:cols].astype(np.float64), gate_up[cols:].astype(np.float64)
     assert relative_error(out, dequantize(w).astype(np.float64) @ (_silu(gate) * up)) < BOUND
+
+
+# -- matvec_q4_int8: 4-bit matrices times an int8-quantized input -------------------------------
+#
+# The kernel rounds each group of 32 inputs to q·d with d = max|in| / 127 and q an integer, so
+# per row |out − W·in| ≤ Σ_k |W[r,k] − min[r,k]| · d(k) / 2 (the min term uses the exact sum).
+# Beyond that bound it must also equal the quantized product itself: the test rebuilds q in
+# float64 and compares per row within float32 accumulation (1e-5 of the row's absolute terms),
+# letting an input that lies within 1e-4 of a rounding tie round either way.
+
+
+def int8_quantized(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """q·d per input, d per input, and where rounding is a near tie, as the kernel stages them."""
+    groups = x.astype(np.float64).reshape(-1, 32)
+    d = np.abs(groups).max(axis=1, keepdims=True) / 127
+    scaled = np.divide(groups, d, out=np.zeros_like(groups), where=d > 0)
+    q = np.rint(scaled)
+    near_tie = np.abs(scaled - q) > 0.5 - 1e-4
+    return (q * d).ravel(), np.broadcast_to(d, groups.shape).ravel(), near_tie.ravel()
+
+
+def check_int8_matvec(out: np.ndarray, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None):
+    deq = dequantize(w).astype(np.float64)
+    mins = dequantize(replace(w, codes=np.zeros_like(w.codes))).astype(np.float64)
+    coded = deq - mins  # scale · q_w
+    x64 = x.astype(np.float64)
+    xq, d, near_tie = int8_quantized(x)
+    base = np.zeros(w.rows) if y0 is None else y0.astype(np.float64)
+    assert np.all(np.isfinite(out)), "rows left unwritten"
+    accumulation = 1e-5 * (np.abs(coded) @ np.abs(xq) + np.abs(mins) @ np.abs(x64) + np.abs(base))
+    quantized = base + coded @ xq + mins @ x64
+    tie_slack = np.abs(coded[:, near_tie]) @ d[near_tie]
+    assert np.all(np.abs(out - quantized) <= accumulation + tie_slack), "differs from the quantized product"
+    rounding = np.abs(coded) @ d / 2
+    assert np.all(np.abs(out - (base + deq @ x64)) <= rounding + accumulation), "past the rounding bound"
+
+
+@pytest.mark.parametrize("threads_per_row, rows_per_thread", [(16, 4), (32, 1), (4, 2)])
+@pytest.mark.parametrize("chunk_groups", [4, 128])
+@pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
+def test_matvec_q4_int8_matches_numpy(ctx, rng, reduction, qtype, chunk_groups, threads_per_row, rows_per_thread):
+    """203 rows (a partial last workgroup); 19 or 24 groups staged 4 at a time or all at once; one
+    input group all zeros (d = 0) and one scaled far up (d differs per group)."""
+    rows, cols = 203, odd_width(qtype)
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    x[32:64] = 0.0
+    x[64:96] *= 1000.0
+    out = run_matvec(ctx, w, x, threads_per_row=threads_per_row, rows_per_thread=rows_per_thread,
+                     kernel="matvec_q4_int8", CHUNK_GROUPS=chunk_groups)
+    check_int8_matvec(out, w, x)
+
+
+@pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
+def test_matvec_q4_int8_rmsnorm_prologue_accumulates(ctx, rng, reduction, qtype):
+    """The model's use: the QKV / FFN-up norm fused in, ACCUMULATE, row blocks at their offsets."""
+    rows, cols = 263, odd_width(qtype)
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32) * 3
+    norm = rng.standard_normal(cols).astype(np.float32)
+    y0 = rng.standard_normal(rows).astype(np.float32)
+    eps = np.float32(1e-5)
+    extra = [ctx.buffer(norm), ctx.uniform(np.array([cols, eps.view(np.uint32), 0, 0], np.uint32))]
+    out = run_matvec_blocks(ctx, w, x, ctx.empty(rows * 4), y0, threads_per_row=16, rows_per_thread=4,
+                            max_bytes=100 * (w.codes.nbytes // rows), prologue="rmsnorm", extra=extra,
+                            kernel="matvec_q4_int8", CHUNK_GROUPS=8)
+    x64 = x.astype(np.float64)
+    normed = x64 / np.sqrt(np.mean(x64 * x64) + float(eps)) * norm
+    check_int8_matvec(out, w, normed, y0)
+
+
+def test_matvec_q4_int8_silu_prologue_matches_numpy(ctx, rng):
+    rows, cols = 96, 1536
+    w = random_weight(rng, QT.Q4_0, rows, cols)
+    gate_up = rng.standard_normal(2 * cols).astype(np.float32)
+    out = run_matvec(ctx, w, gate_up, threads_per_row=8, rows_per_thread=2, prologue="silu_mul",
+                     kernel="matvec_q4_int8", CHUNK_GROUPS=16)
+    gate, up = gate_up[:cols].astype(np.float64), gate_up[cols:].astype(np.float64)
+    check_int8_matvec(out, w, _silu(gate) * up)
 
 
 # -- matmul ------------------------------------------------------------------------------------

@@ -1,0 +1,126 @@
+// y[r] = sum_k W[r, k] * in[k] for one token, or y[r] += ... when ACCUMULATE, for 4-bit matrices
+// (layouts q4g32 and q4g32f) through integer dot products. Unpacking 32 codes into floats costs
+// about five instructions a weight, which made the float kernels (matvec.wgsl, matvec_q4_groups.wgsl)
+// compute-bound on big GPUs; here the workgroup first quantizes its input to int8, one scale per
+// 32-column group (in ≈ d · q_in with d = max|in| / 127, as llama.cpp's GPU backends quantize
+// activations to q8_1), and then four codes times four inputs and their sum are one dot4I8Packed
+// (a dp4a instruction where the GPU has one). Per group and row:
+//     in · w = scale · d · (q_w · q_in) + min · sum(in)
+// with sum(in) over the unquantized inputs, so the only approximation is q_in's rounding.
+//
+// A code word holds columns 8j .. 8j+7 as nibbles 0..7; masking it with 0x0F0F0F0F leaves the even
+// columns as four bytes and shifting it right by 4 first the odd ones, so the input is staged in
+// the same split: `staged_even[g]` word j holds q_in of columns 8j, 8j+2, 8j+4, 8j+6 of group g,
+// `staged_odd[g]` word j those of 8j+1 .. 8j+7.
+//
+// Bindings: 0 weight_codes vec4<u32>[] (one group per element), 1 weight_scales u32[] (layout
+//           from `//!include scales`), 2 x vec4<f32>[...], 3 y f32[row_offset + rows], 4 params,
+//           5.. the prologue's.
+// Mapping: WORKGROUP / THREADS_PER_ROW lane groups of THREADS_PER_ROW lanes; each computes
+// ROWS_PER_THREAD consecutive rows, its lanes striding over the groups; lanes meet in
+// `//!include reduce`. The input is staged CHUNK_GROUPS groups at a time, one invocation a group.
+// Tested by tests/test_kernels_matmul.py against numpy float64 (the quantized algorithm exactly, and
+// the unquantized product within the rounding's bound).
+
+//!include scales
+
+struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
+
+@group(0) @binding(0) var<storage, read> weight_codes: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> weight_scales: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+const WORKGROUP: u32 = 256u;
+override ACCUMULATE: bool = false;
+override THREADS_PER_ROW: u32 = 16u;
+override ROWS_PER_THREAD: u32 = 4u;  // 1, 2 or 4
+override CHUNK_GROUPS: u32 = 256u;  // at most WORKGROUP (tests lower it to cross chunks)
+
+//!include input
+//!include reduce
+
+var<workgroup> staged_even: array<vec4<u32>, WORKGROUP>;
+var<workgroup> staged_odd: array<vec4<u32>, WORKGROUP>;
+var<workgroup> staged_scale_sum: array<vec2<f32>, WORKGROUP>;  // (d, sum(in)) of each group
+
+// Quantizes group `group` of the input into slot `g` of the staging arrays.
+fn stage_group(group: u32, g: u32) {
+    var v: array<vec4<f32>, 8>;
+    var largest = vec4<f32>(0.0);
+    var sum = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        v[i] = input4(group * 8u + i);
+        largest = max(largest, abs(v[i]));
+        sum += v[i];
+    }
+    let amax = max(max(largest.x, largest.y), max(largest.z, largest.w));
+    let inv_d = select(0.0, 127.0 / amax, amax > 0.0);
+    var even: vec4<u32>;
+    var odd: vec4<u32>;
+    for (var j = 0u; j < 4u; j++) {
+        let a = round(v[2u * j] * inv_d);
+        let b = round(v[2u * j + 1u] * inv_d);
+        even[j] = pack4xI8Clamp(vec4<i32>(vec4<f32>(a.x, a.z, b.x, b.z)));
+        odd[j] = pack4xI8Clamp(vec4<i32>(vec4<f32>(a.y, a.w, b.y, b.w)));
+    }
+    staged_even[g] = even;
+    staged_odd[g] = odd;
+    staged_scale_sum[g] = vec2<f32>(amax / 127.0, sum.x + sum.y + sum.z + sum.w);
+}
+
+fn group_dot(row: u32, group: u32, g: u32, groups: u32) -> f32 {
+    let codes = weight_codes[row * groups + group];
+    let even = codes & vec4<u32>(0x0F0F0F0Fu);
+    let odd = (codes >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+    let e = staged_even[g];
+    let o = staged_odd[g];
+    let q = dot4I8Packed(even.x, e.x) + dot4I8Packed(odd.x, o.x) + dot4I8Packed(even.y, e.y) + dot4I8Packed(odd.y, o.y)
+          + dot4I8Packed(even.z, e.z) + dot4I8Packed(odd.z, o.z) + dot4I8Packed(even.w, e.w) + dot4I8Packed(odd.w, o.w);
+    let scale_min = group_scale_min(row, group, groups);
+    let d_sum = staged_scale_sum[g];
+    return scale_min.x * d_sum.x * f32(q) + scale_min.y * d_sum.y;
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn main(inv: Invocation) {
+    let lid = inv.index;
+    prepare_input(inv);
+
+    let first_row = ((inv.workgroup.y * inv.workgroups.x + inv.workgroup.x) * (WORKGROUP / THREADS_PER_ROW)
+                     + lid / THREADS_PER_ROW) * ROWS_PER_THREAD;
+    let lane = lid % THREADS_PER_ROW;
+    let groups = params.cols / 32u;
+    let last_row = params.rows - 1u;  // rows past the end re-read it; their sums are never written
+    let row0 = min(first_row, last_row);
+    let row1 = min(first_row + 1u, last_row);
+    let row2 = min(first_row + 2u, last_row);
+    let row3 = min(first_row + 3u, last_row);
+    var acc = vec4<f32>(0.0);
+    for (var chunk = 0u; chunk < groups; chunk += CHUNK_GROUPS) {
+        let n = min(CHUNK_GROUPS, groups - chunk);
+        workgroupBarrier();  // the previous chunk's reads are done
+        if (lid < n) { stage_group(chunk + lid, lid); }
+        workgroupBarrier();
+        for (var g = lane; g < n; g += THREADS_PER_ROW) {
+            let group = chunk + g;
+            acc.x += group_dot(row0, group, g, groups);
+            if (ROWS_PER_THREAD > 1u) { acc.y += group_dot(row1, group, g, groups); }
+            if (ROWS_PER_THREAD > 2u) {
+                acc.z += group_dot(row2, group, g, groups);
+                acc.w += group_dot(row3, group, g, groups);
+            }
+        }
+    }
+    let total = row_total(acc, inv);
+    if (lane == 0u) {
+        for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+            let row = first_row + r;
+            if (row < params.rows) {
+                let out = params.row_offset + row;
+                if (ACCUMULATE) { y[out] += total[r]; } else { y[out] = total[r]; }
+            }
+        }
+    }
+}
