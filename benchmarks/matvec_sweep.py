@@ -1,4 +1,4 @@
-"""Decode matvec tuning sweep: kernels/matvec.wgsl, matvec_q4_groups.wgsl and matvec_q4_int8.wgsl with each
+"""Decode matvec tuning sweep: kernels/matvec.wgsl and matvec_q4_int8.wgsl with each
 (THREADS_PER_ROW, ROWS_PER_THREAD) on random q4g32 matrices of the benchmark shapes' sizes.
 
     python -m benchmarks.matvec_sweep [MiB of copies per shape, default 600] [shape letters, e.g. A,C]
@@ -10,7 +10,7 @@ configuration otherwise runs on a cold GPU clock). Every pass holds 200 dispatch
 SM clock to ~345 MHz between short submits, so passes of a few dispatches time a slowed GPU (the
 big shapes read up to 1.5x slower that way). Prints µs per dispatch and GB/s, and each
 result's error against numpy float64. The constants chosen in notebook_llm/models/llama.py
-(MATVEC_*, GROUP_MATVEC_*) come from this sweep on an H200. Benchmark glue, not a test.
+(MATVEC_*, INT8_MATVEC_*) come from this sweep on an H200. Benchmark glue, not a test.
 """
 import statistics
 import sys
@@ -25,10 +25,8 @@ SHAPES = {"C.qkv": (6144, 4096), "C.o": (4096, 4096), "C.gate_up": (28672, 4096)
           "B.qkv": (3072, 2048), "B.gate_up": (16384, 2048), "B.down": (2048, 8192),
           "A.qkv": (960, 576), "A.gate_up": (3072, 576), "A.down": (576, 1536)}
 GPU_CONFIGS = [("matvec", t, r) for t in (32, 16) for r in (1, 2, 4)] + [
-    ("matvec_q4_groups", t, r) for t in (16, 8) for r in (2, 4)] + [
-    ("matvec_q4_int8", t, r) for t in (32, 16, 8, 4) for r in (1, 2, 4)]
-CPU_CONFIGS = [("matvec", 4, r) for r in (1, 2, 4)] + [("matvec_q4_groups", 4, 4)] + [
-    ("matvec_q4_int8", t, r) for t in (4, 2) for r in (2, 4)]
+    ("matvec_q4_int8", t, r) for t in (32, 16, 8) for r in (1, 2, 4)]
+CPU_CONFIGS = [("matvec", 4, r) for r in (1, 2, 4)] + [("matvec_q4_int8", t, r) for t in (4, 2) for r in (2, 4)]
 ALIGN = 256  # storage-buffer offset alignment
 
 

@@ -1,7 +1,7 @@
 // y[r] = sum_k W[r, k] * in[k] for one token, or y[r] += ... when ACCUMULATE, for 4-bit matrices
-// (layouts q4g32 and q4g32f) through integer dot products. Unpacking 32 codes into floats costs
-// about five instructions a weight, which made the float kernels (matvec.wgsl, matvec_q4_groups.wgsl)
-// compute-bound on big GPUs; here the workgroup first quantizes its input to int8, one scale per
+// (layouts q4g32 and q4g32f) through integer dot products. Unpacking codes into floats costs about
+// five instructions a weight, which made matvec.wgsl (and a float variant of this kernel) compute-
+// bound on big GPUs; here the workgroup first quantizes its input to int8, one scale per
 // 32-column group (in ≈ d · q_in with d = max|in| / 127, as llama.cpp's GPU backends quantize
 // activations to q8_1), and then four codes times four inputs and their sum are one dot4I8Packed
 // (a dp4a instruction where the GPU has one). Per group and row:

@@ -118,13 +118,11 @@ def variant(request, tmp_path_factory, ctx):
     path = write_tiny_model(tmp_path_factory.mktemp(request.param) / "tiny.gguf", seed=seed,
                             **VARIANTS[request.param].options)
     # the GPU decode graph (fused prologues, split attention) even on lavapipe: CI has no GPU, and
-    # tests/test_engine_tiny_llama.py runs the CPU adapters' default, one kernel per op
-    # and every 4-bit matrix through the large-matrix kernel (a real model's are 16k rows and more)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(llama, "GROUP_MATVEC_MIN_ROWS", 0)
-        model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK,
-                           fused_decode=True)
-    assert any(d.label.startswith("matvec_q4_groups") for d in model.decode_graph)
+    # tests/test_engine_tiny_llama.py runs the CPU adapters' default, one kernel per op. Matrices
+    # this small take the float matvec; test_int8_decode_* below covers the int8 one.
+    model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK,
+                       fused_decode=True)
+    assert any(d.label.startswith("attention_split") for d in model.decode_graph)
     return request.param, path, model
 
 
@@ -154,6 +152,34 @@ def test_decode_steps_match_numpy(variant, rng):
     for i in range(len(ids)):
         assert relative_error(logits[i], reference[i]) < LOGIT_BOUND, f"{name}: generated position {i}"
         assert ids[i] == int(np.argmax(logits[i]))
+
+
+# Decode through kernels/matvec_q4_int8.wgsl rounds every 4-bit matvec's input to int8 (~0.5%
+# relative a matvec, see tests/test_kernels_matmul.py). On these two-layer models the logits moved
+# 1.6e-2 to 3.1e-2 from the float reference over 12 seeds; a wrong row, group, scale or nibble
+# order moves them by 3e-1 and more.
+INT8_LOGIT_BOUND = 8e-2
+
+
+@pytest.mark.parametrize("options", [dict(arch="llama", types={
+    "ffn_gate": Q.Q4_0, "ffn_up": Q.Q4_1, "ffn_down": Q.Q4_0}), GEMMA3_OPTIONS | dict(types={
+    "attn_q": Q.Q4_0, "attn_k": Q.Q4_0, "attn_v": Q.Q4_0, "attn_output": Q.Q4_K, "ffn_gate": Q.Q4_1,
+    "ffn_up": Q.Q4_1, "ffn_down": Q.Q4_K})], ids=["llama_q4", "gemma3_q4_k"])
+def test_int8_decode_steps_stay_near_numpy(ctx, tmp_path, rng, options):
+    """Every 4-bit matrix of the decode graph through the int8 kernel (a real model's take it from
+    8M weights): the greedy trace's logits against the float64 reference."""
+    path = write_tiny_model(tmp_path / "tiny.gguf", seed=int(rng.integers(2**31)), **options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(llama, "INT8_MATVEC_MIN_WEIGHTS", 0)
+        model = LlamaModel(ctx, GGUFModelFile(path), CONTEXT_WINDOW, CHUNK, fused_decode=True)
+    int8_dispatches = [d for d in model.decode_graph if d.label.startswith("matvec_q4_int8")]
+    assert len(int8_dispatches) >= 4 * model.config.n_layer  # QKV, output, FFN up and down
+    prompt = rng.integers(0, model.config.vocab_size, size=19).tolist()
+    ids, logits = greedy_trace(model, prompt, n_new=12)
+    reference = numpy_llama_logits(path, prompt + ids[:-1], context_window=CONTEXT_WINDOW)[len(prompt) - 1 :]
+    errors = [relative_error(logits[i], reference[i]) for i in range(len(ids))]
+    print("int8 decode relative errors", np.round(errors, 5))
+    assert max(errors) < INT8_LOGIT_BOUND
 
 
 def test_each_gemma3_feature_moves_the_reference(tmp_path, rng):

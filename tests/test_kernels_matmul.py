@@ -1,5 +1,4 @@
-"""kernels/matvec.wgsl, matvec_q4_groups.wgsl and matvec_q4_int8.wgsl (decode), kernels/matmul.wgsl
-(prefill) against numpy float64.
+"""kernels/matvec.wgsl and matvec_q4_int8.wgsl (decode), kernels/matmul.wgsl (prefill) against numpy float64.
 
 Weights are random float matrices quantized by the `gguf` package and repacked into our layouts;
 the reference is `dequantize(packed) @ x` in float64, so quantization error is not measured
@@ -298,51 +297,7 @@ def test_matvec_both_row_reductions_match_numpy(ctx, rng, reduction, threads_per
     assert relative_error(out, dequantize(w).astype(np.float64) @ x.astype(np.float64)) < BOUND
 
 
-# -- matvec_q4_groups: large 4-bit matrices ----------------------------------------------------
-
 Q4_TYPES = [QT.Q4_0, QT.Q4_1, QT.Q4_K]  # layouts q4g32, q4g32, q4g32f
-
-
-@pytest.mark.parametrize("threads_per_row, rows_per_thread", [(16, 4), (32, 1), (8, 2)])
-@pytest.mark.parametrize("chunk_groups", [4, 128])
-@pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
-def test_matvec_q4_groups_matches_numpy(ctx, rng, reduction, qtype, chunk_groups, threads_per_row, rows_per_thread):
-    """203 rows (a partial last workgroup); 19 or 24 groups of 32 columns staged 4 at a time (a
-    partial last chunk) or all at once."""
-    rows, cols = 203, odd_width(qtype)
-    w = random_weight(rng, qtype, rows, cols)
-    x = rng.standard_normal(cols).astype(np.float32)
-    out = run_matvec(ctx, w, x, threads_per_row=threads_per_row, rows_per_thread=rows_per_thread,
-                     kernel="matvec_q4_groups", CHUNK_GROUPS=chunk_groups)
-    assert relative_error(out, dequantize(w).astype(np.float64) @ x.astype(np.float64)) < BOUND
-
-
-@pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
-def test_matvec_q4_groups_rmsnorm_prologue_accumulates(ctx, rng, reduction, qtype):
-    """The model's use: the QKV / FFN-up norm fused in, ACCUMULATE, row blocks at their offsets."""
-    rows, cols = 263, odd_width(qtype)
-    w = random_weight(rng, qtype, rows, cols)
-    x = rng.standard_normal(cols).astype(np.float32) * 3
-    norm = rng.standard_normal(cols).astype(np.float32)
-    y0 = rng.standard_normal(rows).astype(np.float32)
-    eps = np.float32(1e-5)
-    extra = [ctx.buffer(norm), ctx.uniform(np.array([cols, eps.view(np.uint32), 0, 0], np.uint32))]
-    out = run_matvec_blocks(ctx, w, x, ctx.empty(rows * 4), y0, threads_per_row=16, rows_per_thread=4,
-                            max_bytes=100 * (w.codes.nbytes // rows), prologue="rmsnorm", extra=extra,
-                            kernel="matvec_q4_groups", CHUNK_GROUPS=8)
-    x64 = x.astype(np.float64)
-    normed = x64 / np.sqrt(np.mean(x64 * x64) + float(eps)) * norm
-    assert relative_error(out, y0 + dequantize(w).astype(np.float64) @ normed) < BOUND
-
-
-def test_matvec_q4_groups_silu_prologue_matches_numpy(ctx, rng):
-    rows, cols = 96, 1536  # SmolLM2's FFN width: the down projection's input is silu(gate) * up
-    w = random_weight(rng, QT.Q4_0, rows, cols)
-    gate_up = rng.standard_normal(2 * cols).astype(np.float32)
-    out = run_matvec(ctx, w, gate_up, threads_per_row=16, rows_per_thread=4, prologue="silu_mul",
-                     kernel="matvec_q4_groups", CHUNK_GROUPS=16)
-    gate, up = gate_up[:cols].astype(np.float64), gate_up[cols:].astype(np.float64)
-    assert relative_error(out, dequantize(w).astype(np.float64) @ (_silu(gate) * up)) < BOUND
 
 
 # -- matvec_q4_int8: 4-bit matrices times an int8-quantized input -------------------------------

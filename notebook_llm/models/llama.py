@@ -56,13 +56,20 @@ FFN_KERNELS = {"silu": "silu_mul", "gelu_tanh": "gelu_mul"}
 # the input once for all of them): enough to fill a large GPU; a CPU driver runs a few at a time.
 MATVEC_MIN_WORKGROUPS_GPU = 512
 MATVEC_MIN_WORKGROUPS_CPU = 8
-# Decode matrices of 4-bit layouts with at least this many rows take kernels/matvec_q4_groups.wgsl
-# (16-byte code loads, staged input) on GPUs: H200, Llama-3.1-8B shape's FFN up [28672, 4096] 106 →
-# 65 µs, Llama-3.2-1B's [16384, 2048] 19.4 → 14.1 µs; on matrices of 4-6k rows it was no faster.
-GROUP_MATVEC_MIN_ROWS = 16384
-GROUP_MATVEC_LAYOUTS = ("q4g32", "q4g32f")
-GROUP_MATVEC_WORKGROUP_BYTES = 24 * 1024  # its staged input and row partials
-GROUP_MATVEC_THREADS_PER_ROW, GROUP_MATVEC_ROWS_PER_THREAD = 16, 4
+# Decode matrices of 4-bit layouts with at least this many weights take kernels/matvec_q4_int8.wgsl
+# on GPUs: the input rounded to int8 per 32 columns (as llama.cpp's CUDA backend does), four weights
+# a dp4a. The float kernels spend ~5 instructions unpacking each weight and were compute-bound
+# (a load-only variant ran 1.65x faster). H100, 200-dispatch passes, best configuration of each:
+# Llama-3.1-8B shape FFN up [28672, 4096] 42.9 → 36.2 µs, down [4096, 14336] 32.9 → 25.8, QKV
+# [6144, 4096] 13.4 → 11.9, Llama-3.2-1B down [2048, 8192] 18.4 → 12.0; at 6M weights and below
+# (SmolLM2, 1B's QKV) matvec.wgsl is as fast or faster.
+INT8_MATVEC_MIN_WEIGHTS = 8 * 2**20
+INT8_MATVEC_LAYOUTS = ("q4g32", "q4g32f")
+INT8_MATVEC_ROWS_PER_THREAD = 4
+# Each workgroup quantizes the whole input, so tall matrices take fewer lanes a row (more rows a
+# workgroup) down to about this many workgroups: 8 lanes for [28672, 4096] (224 workgroups) beat
+# 32 (896) by 10%; 16 for [16384, 2048].
+INT8_MATVEC_TARGET_WORKGROUPS = 192
 # The FFN middle is recomputed by every workgroup of a fused down projection: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
 # big ones (Llama-3.1-8B shape on an H200: +1.3 ms a step), so only matrices up to this many
@@ -106,6 +113,12 @@ def _matvec_workgroups(rows: int, rows_per_workgroup: int) -> tuple[int, int, in
     return (min(groups, MAX_WORKGROUPS), -(-groups // MAX_WORKGROUPS), 1)
 
 
+def _int8_matvec_threads_per_row(rows: int) -> int:
+    """The fewest lanes a row (8, 16, 32) that still give INT8_MATVEC_TARGET_WORKGROUPS workgroups."""
+    return next((t for t in (8, 16) if rows // (MATVEC_WORKGROUP // t * INT8_MATVEC_ROWS_PER_THREAD)
+                 >= INT8_MATVEC_TARGET_WORKGROUPS), 32)
+
+
 class LlamaModel:
     """A llama-family model resident on the GPU, with its decode and prefill graphs.
 
@@ -117,7 +130,7 @@ class LlamaModel:
     max-storage-buffer-binding-size); larger matrices are uploaded as row blocks. Tests lower it.
     fused_decode: the decode graph for GPUs — norms and the FFN middle fused into the matvecs,
     attention split over key chunks (fewer, wider dispatches), large 4-bit matrices through
-    kernels/matvec_q4_groups.wgsl — or, False, one kernel per op as in prefill. Default: True
+    kernels/matvec_q4_int8.wgsl (int8 input: logits within ~1% of the float kernels') — or, False, one kernel per op as in prefill. Default: True
     except on CPU adapters, where lavapipe ran the fused step 1.7x slower (SmolLM2: 976 vs 560 ms): every workgroup recomputing a prologue costs a CPU what it saves a GPU.
     """
 
@@ -149,8 +162,6 @@ class LlamaModel:
         # GPUs: 32 lanes a row where subgroup shuffles sum them (one warp on NVIDIA), else 64.
         self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 32 if ctx.gpu.has_subgroups else 64
         self.fused_decode = not ctx.gpu.adapter.is_cpu if fused_decode is None else fused_decode
-        self.group_matvec = self.fused_decode and (
-            int(ctx.device.limits["max-compute-workgroup-storage-size"]) >= GROUP_MATVEC_WORKGROUP_BYTES)
         self.matmul_tokens_per_thread = 4 if cfg.dim >= MATMUL_WIDE_TILES_MIN_DIM else 2
         self.matmul_tile_tokens = 16 * self.matmul_tokens_per_thread
         self._upload_weights(model_file, progress)
@@ -271,9 +282,9 @@ class LlamaModel:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
             if decode:
                 extra = [norm, self.norm_params] if prologue == "rmsnorm" else []
-                if self.group_matvec and b.layout in GROUP_MATVEC_LAYOUTS and b.rows >= GROUP_MATVEC_MIN_ROWS:
-                    kernel, threads_per_row, rows_per_thread = (
-                        "matvec_q4_groups", GROUP_MATVEC_THREADS_PER_ROW, GROUP_MATVEC_ROWS_PER_THREAD)
+                if self.fused_decode and b.layout in INT8_MATVEC_LAYOUTS and b.rows * m.cols >= INT8_MATVEC_MIN_WEIGHTS:
+                    kernel, rows_per_thread = "matvec_q4_int8", INT8_MATVEC_ROWS_PER_THREAD
+                    threads_per_row = _int8_matvec_threads_per_row(b.rows)
                 else:
                     kernel, threads_per_row = "matvec", self.matvec_threads_per_row
                     rows_per_thread = self._matvec_rows_per_thread(b.rows)
