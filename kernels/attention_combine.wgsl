@@ -1,9 +1,5 @@
-// Merges attention_split.wgsl's chunks of each query head into the attention output:
-//     M = max_c m_c,   out[h] = sum_c exp(m_c - M) acc_c / sum_c exp(m_c - M) l_c,
-// over the chunks that hold keys of this step: from the one of the first key in range (0, or the
-// sliding window's start) to the one of the current position. Chunks outside hold nothing (the
-// split kernel leaves them unwritten) and are never read, so the cost follows the position, not
-// the context window. The last chunk holds the current key, so the denominator is >= 1.
+// Merges attention_split.wgsl's chunks of each query head into the attention output (the merge
+// itself is attention_merge.wgsl's, which the output projection's prologue also uses).
 //
 // Bindings: 0 partials f32[n_head, n_chunks, 4 + head_dim] (attention_split.wgsl's layout),
 //           1 out f32[n_head * head_dim], 2 params (attention.wgsl's), 3 combine params (n_chunks),
@@ -17,34 +13,23 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> partials: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(2) var<uniform> params: Params;
-@group(0) @binding(3) var<uniform> chunks: Chunks;
+@group(0) @binding(2) var<uniform> attention_params: Params;
+@group(0) @binding(3) var<uniform> split_chunks: Chunks;
 @group(0) @binding(4) var<uniform> step: Step;
 
 const WORKGROUP: u32 = 64u;
 override CHUNK: u32 = 256u;  // attention_split.wgsl's keys per chunk
 
+fn split_partial(i: u32) -> vec4<f32> { return partials[i]; }
+
+//!include attention_merge
+
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let head = wg.x;
-    let n_vec = params.head_dim / 4u;
-    let n_keys = step.position + 1u;
-    var first_key = 0u;
-    if (params.window > 0u && n_keys > params.window) { first_key = n_keys - params.window; }
-    let first_chunk = first_key / CHUNK;
-    let last_chunk = min((n_keys - 1u) / CHUNK, chunks.count - 1u);
-    let head_base = head * chunks.count * (n_vec + 1u);
-    var m_max = partials[head_base + first_chunk * (n_vec + 1u)].x;
-    for (var c = first_chunk + 1u; c <= last_chunk; c++) { m_max = max(m_max, partials[head_base + c * (n_vec + 1u)].x); }
+    let n_vec = attention_params.head_dim / 4u;
+    let live = live_chunks();
     for (var col = lid; col < n_vec; col += WORKGROUP) {
-        var total = vec4<f32>(0.0);
-        var denominator = 0.0;
-        for (var c = first_chunk; c <= last_chunk; c++) {
-            let base = head_base + c * (n_vec + 1u);
-            let weight = exp(partials[base].x - m_max);
-            denominator += weight * partials[base].y;
-            total += weight * partials[base + 1u + col];
-        }
-        out[head * n_vec + col] = total / denominator;
+        out[head * n_vec + col] = merged_columns(head, col, live);
     }
 }

@@ -3,8 +3,9 @@
 //
 // `in` is the matvec's input vector as an input prologue (`//!include input`) defines it from the
 // buffer x: x itself (input_plain), rmsnorm(x) · weight (input_rmsnorm: the norm before QKV, the
-// FFN and the LM head), or act(gate) · up of a [gate; up] buffer (input_silu_mul, input_gelu_mul:
-// the FFN middle before the down projection). Fusing them here saves a dispatch, and its barrier,
+// FFN and the LM head), act(gate) · up of a [gate; up] buffer (input_silu_mul, input_gelu_mul:
+// the FFN middle before the down projection), or the merge of split attention's chunk partials
+// (input_attention_combine: before the output projection). Fusing them here saves a dispatch, and its barrier,
 // per norm and per FFN: each workgroup recomputes the prologue for its rows, which costs reads of a
 // vector of a few thousand floats from cache against the megabytes of weights.
 //

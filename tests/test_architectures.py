@@ -122,7 +122,9 @@ def variant(request, tmp_path_factory, ctx):
     # this small take the float matvec; test_int8_decode_* below covers the int8 one.
     model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK,
                        fused_decode=True)
-    assert any(d.label.startswith("attention_split") for d in model.decode_graph)
+    labels = [d.label for d in model.decode_graph]
+    assert "attention_split" in labels and "attention_combine" not in labels  # merged in the output projection
+    assert sum(label.endswith("_attention_combine") for label in labels) == model.config.n_layer
     return request.param, path, model
 
 

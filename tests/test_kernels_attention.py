@@ -6,8 +6,11 @@ import struct
 
 import numpy as np
 import pytest
+from gguf import GGMLQuantizationType as QT
 
-from .conftest import relative_error
+from notebook_llm.loader.repack import PackedWeight, dequantize
+
+from .conftest import random_weight, relative_error
 
 
 def attention_reference(q, k_cache, v_cache, position: int, scale: float, window: int = 0) -> np.ndarray:
@@ -115,8 +118,10 @@ def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, n_to
 
 
 def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
-                        chunk: int = 256) -> np.ndarray:
-    """One decode token through the two kernels the decode graph uses. Key and value `position`
+                        chunk: int = 256, projection: PackedWeight | None = None) -> np.ndarray:
+    """One decode token through the two kernels the decode graph uses, or with `projection`, the
+    split kernel and the output projection that merges the chunks in its input prologue
+    (matvec.wgsl with input_attention_combine.wgsl), returning W · out. Key and value `position`
     come in the QKV projection's output (with an identity rotary table, so q and k pass unchanged:
     the epilogue's bias, norms and rotation are tested through the model in
     tests/test_architectures.py) and the cache row `position` holds NaN: the split kernel must use
@@ -141,12 +146,19 @@ def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, w
     identity_rope = np.tile(np.array([1.0, 0.0], np.float32), k_cache.shape[0] * head_dim // 2)
     rope_params = ctx.uniform(struct.pack("<IIIIfIII", n_head, n_kv_head, head_dim, head_dim, 1e-6, 0, 0, 0))
     unused = ctx.empty(4)
-    ctx.run([
-        ctx.dispatch("attention_split", [ctx.buffer(qkv), k_buffer, v_buffer, partials, params, step,
-                                         unused, unused, unused, ctx.buffer(identity_rope), rope_params],
-                     (n_head, n_chunks), CHUNK=chunk),
-        ctx.dispatch("attention_combine", [partials, out, params, chunks, step], (n_head, 1), CHUNK=chunk),
-    ])
+    split = ctx.dispatch("attention_split", [ctx.buffer(qkv), k_buffer, v_buffer, partials, params, step,
+                                             unused, unused, unused, ctx.buffer(identity_rope), rope_params],
+                         (n_head, n_chunks), CHUNK=chunk)
+    if projection is not None:
+        y = ctx.empty(projection.rows * 4)
+        ctx.fill(y)
+        shape = ctx.uniform(np.array([projection.rows, projection.cols, 0, 0], np.uint32))
+        ctx.run([split, ctx.dispatch(
+            "matvec", [ctx.buffer(projection.codes), ctx.buffer(projection.scales), partials, y, shape, params, chunks, step],
+            (-(-projection.rows // 8), 1), weights=projection.layout, prologue="attention_combine",
+            THREADS_PER_ROW=32, ROWS_PER_THREAD=1, CHUNK=chunk)])
+        return ctx.read(y, np.float32, projection.rows)
+    ctx.run([split, ctx.dispatch("attention_combine", [partials, out, params, chunks, step], (n_head, 1), CHUNK=chunk)])
     for cache, written in ((k_cache, k_buffer), (v_cache, v_buffer)):
         row = ctx.read(written, np.float32).reshape(cache.shape)[position]
         np.testing.assert_array_equal(row, cache[position])
@@ -170,6 +182,24 @@ def test_split_attention_matches_numpy(ctx, rng, position, n_head, n_kv_head, he
     scale = 1.0 / np.sqrt(head_dim)
     out = run_split_attention(ctx, q, k_cache, v_cache, position, scale, window, chunk)
     ref = attention_reference(q, k_cache, v_cache, position, scale, window)
+    assert relative_error(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "position, n_head, n_kv_head, head_dim, chunk, window",
+    [
+        (0, 9, 3, 64, 256, 0),
+        (1000, 14, 2, 64, 64, 0),
+        (900, 9, 3, 64, 128, 300),
+    ],
+)
+def test_output_projection_merges_the_split_chunks(ctx, rng, position, n_head, n_kv_head, head_dim, chunk, window):
+    """The same merge inside the output projection's prologue: W · attention for a float32 W."""
+    q, k_cache, v_cache = random_case(rng, 1, position, n_head, n_kv_head, head_dim, q_scale=2.0)
+    scale = 1.0 / np.sqrt(head_dim)
+    w = random_weight(rng, QT.F32, 37, n_head * head_dim)
+    out = run_split_attention(ctx, q, k_cache, v_cache, position, scale, window, chunk, projection=w)
+    ref = dequantize(w).astype(np.float64) @ attention_reference(q, k_cache, v_cache, position, scale, window).ravel()
     assert relative_error(out, ref) < 1e-5
 
 

@@ -75,6 +75,11 @@ INT8_MATVEC_TARGET_WORKGROUPS = 192
 # big ones (Llama-3.1-8B shape on an H200: +1.3 ms a step), so only matrices up to this many
 # weights take it fused.
 FUSED_FFN_MAX_WEIGHTS = 8 * 2**20
+# Likewise the merge of split attention's chunks (kernels/input_attention_combine.wgsl) is redone
+# by every workgroup of the output projection, reading all chunk partials each time: it replaces
+# attention_combine's dispatch only in output projections up to this many weights (SmolLM2,
+# Qwen2.5-0.5B, Llama-3.2-1B shapes; not 8B's [4096, 4096]).
+FUSED_COMBINE_MAX_WEIGHTS = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -273,15 +278,17 @@ class LlamaModel:
         return next((r for r in (4, 2) if rows >= wanted * groups * r), 1)
 
     def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False,
-                prologue: str | None = None, norm: wgpu.GPUBuffer | None = None) -> list[Dispatch]:
+                prologue: str | None = None, prologue_buffers: tuple = ()) -> list[Dispatch]:
         """y (+)= in · Wᵀ: matvec for one token, matmul for a chunk (workgroups set per chunk);
         one dispatch per row block of W. Decode only: `prologue` makes `in` rmsnorm(x) · norm
-        ("rmsnorm") or the FFN middle of x = [gate; up] ("silu_mul", "gelu_mul"); else in = x."""
+        ("rmsnorm", buffers norm and its params), the FFN middle of x = [gate; up] ("silu_mul",
+        "gelu_mul") or the merge of x = split attention's partials ("attention_combine", buffers
+        attention params, chunk count, step); else in = x."""
         dispatches = []
         for b in m.blocks:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
             if decode:
-                extra = [norm, self.norm_params] if prologue == "rmsnorm" else []
+                constants = {"CHUNK": ATTENTION_CHUNK} if prologue == "attention_combine" else {}
                 if self.fused_decode and b.layout in INT8_MATVEC_LAYOUTS and b.rows * m.cols >= INT8_MATVEC_MIN_WEIGHTS:
                     kernel, rows_per_thread = "matvec_q4_int8", INT8_MATVEC_ROWS_PER_THREAD
                     threads_per_row = _int8_matvec_threads_per_row(b.rows)
@@ -290,9 +297,10 @@ class LlamaModel:
                     rows_per_thread = self._matvec_rows_per_thread(b.rows)
                 rows_per_workgroup = MATVEC_WORKGROUP // threads_per_row * rows_per_thread
                 dispatches.append(self.ctx.dispatch(
-                    kernel, [b.codes, b.scales, x, y, shape, *extra],
+                    kernel, [b.codes, b.scales, x, y, shape, *prologue_buffers],
                     _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,
                     ACCUMULATE=accumulate, THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread,
+                    **constants,
                 ))
             else:
                 dispatches.append(self.ctx.dispatch(
@@ -324,18 +332,31 @@ class LlamaModel:
                            (0, cfg.n_head + cfg.n_kv_head, 1), **switches),
                 c.dispatch("attention", [self.q, *caches, self.attn, attention_params, self.step], (cfg.n_head, 0, 1)),
             ]
-        return [
-            c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
-                                           *epilogue, self.rope_params],
-                       (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK, **switches),
-            c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params, self.attention_chunk_params,
-                                             self.step], (cfg.n_head, 1, 1), CHUNK=ATTENTION_CHUNK),
-        ]
+        split = c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
+                                               *epilogue, self.rope_params],
+                           (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK, **switches)
+        if self._combine_in_output_projection():
+            return [split]
+        return [split, c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params,
+                                                        self.attention_chunk_params, self.step],
+                                  (cfg.n_head, 1, 1), CHUNK=ATTENTION_CHUNK)]
+
+    def _combine_in_output_projection(self) -> bool:
+        """GPU decode of small models: the output projection merges the attention chunks itself."""
+        return self.fused_decode and self.config.dim * self.config.q_dim <= FUSED_COMBINE_MAX_WEIGHTS
+
+    def _attention_output(self, layer: dict, attention_params: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
+        """residual (+)= attn · W_oᵀ, attn merged from the split chunks inside it where that is fused."""
+        if decode and self._combine_in_output_projection():
+            return self._residual_add(layer["attn_output"], self.attention_partials, layer["post_attention_norm"], decode,
+                                      prologue="attention_combine",
+                                      prologue_buffers=(attention_params, self.attention_chunk_params, self.step))
+        return self._residual_add(layer["attn_output"], self.attn, layer["post_attention_norm"], decode)
 
     def _normed_linear(self, m: GpuMatrix, norm: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
         """y = rmsnorm(residual) · norm · Wᵀ: the norm fused into the matvec in decode, its own dispatch in prefill."""
         if decode and self.fused_decode:
-            return self._linear(m, self.x, y, decode, prologue="rmsnorm", norm=norm)
+            return self._linear(m, self.x, y, decode, prologue="rmsnorm", prologue_buffers=(norm, self.norm_params))
         return [self.ctx.dispatch("rmsnorm", [self.x, norm, self.x_norm, self.norm_params, self.step], (0, 1, 1)),
                 *self._linear(m, self.x_norm, y, decode)]
 
@@ -349,12 +370,13 @@ class LlamaModel:
                 *self._residual_add(layer["ffn_down"], self.ffn_hidden, layer["post_ffw_norm"], decode)]
 
     def _residual_add(self, block_linear: GpuMatrix, x: wgpu.GPUBuffer, post_norm: wgpu.GPUBuffer | None,
-                      decode: bool, prologue: str | None = None) -> list[Dispatch]:
+                      decode: bool, prologue: str | None = None, prologue_buffers: tuple = ()) -> list[Dispatch]:
         """residual += x · Wᵀ (fused into the projection's epilogue), or with a post norm (Gemma):
         block_out = x · Wᵀ, then residual += rmsnorm(block_out) · post_norm."""
         if post_norm is None:
-            return self._linear(block_linear, x, self.x, decode, accumulate=True, prologue=prologue)
-        return self._linear(block_linear, x, self.block_out, decode, prologue=prologue) + [
+            return self._linear(block_linear, x, self.x, decode, accumulate=True, prologue=prologue,
+                                prologue_buffers=prologue_buffers)
+        return self._linear(block_linear, x, self.block_out, decode, prologue=prologue, prologue_buffers=prologue_buffers) + [
             self.ctx.dispatch("rmsnorm", [self.block_out, post_norm, self.x, self.norm_params, self.step], (0, 1, 1), ACCUMULATE=True)
         ]
 
@@ -365,7 +387,7 @@ class LlamaModel:
         return [
             *self._normed_linear(layer["qkv"], layer["attn_norm"], self.qkv, decode),
             *self._attention(i, attention_params, rope, decode),
-            *self._residual_add(layer["attn_output"], self.attn, layer["post_attention_norm"], decode),
+            *self._attention_output(layer, attention_params, decode),
             *self._normed_linear(layer["gate_up"], layer["ffn_norm"], self.gate_up, decode),
             *self._ffn_down(layer, decode),
         ]
@@ -386,7 +408,7 @@ class LlamaModel:
     def _head(self, decode: bool) -> list[Dispatch]:
         """The final norm of the chunk's last token and the LM head: its logits."""
         if decode and self.fused_decode:  # one token: the norm fused into the LM head's matvec
-            return self._linear(self.lm_head, self.x, self.logits, decode=True, prologue="rmsnorm", norm=self.output_norm)
+            return self._linear(self.lm_head, self.x, self.logits, decode=True, prologue="rmsnorm", prologue_buffers=(self.output_norm, self.norm_params))
         return [
             self.ctx.dispatch("rmsnorm", [self.x, self.output_norm, self.last_norm, self.norm_params, self.step], (1, 1, 1), LAST_ROW_ONLY=True),
             *self._linear(self.lm_head, self.last_norm, self.logits, decode=True),
