@@ -173,9 +173,11 @@ def test_int8_decode_steps_stay_near_numpy(ctx, tmp_path, rng, options):
     path = write_tiny_model(tmp_path / "tiny.gguf", seed=int(rng.integers(2**31)), **options)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(llama, "INT8_MATVEC_MIN_WEIGHTS", 0)
+        patch.setattr(llama, "FUSED_FFN_MAX_WEIGHTS", 0)  # as a big model: fused only into the int8 kernel
         model = LlamaModel(ctx, GGUFModelFile(path), CONTEXT_WINDOW, CHUNK, fused_decode=True)
-    int8_dispatches = [d for d in model.decode_graph if d.label.startswith("matvec_q4_int8")]
-    assert len(int8_dispatches) >= 4 * model.config.n_layer  # QKV, output, FFN up and down
+    int8_labels = [d.label for d in model.decode_graph if d.label.startswith("matvec_q4_int8")]
+    assert len(int8_labels) >= 4 * model.config.n_layer  # QKV, output, FFN up and down
+    assert sum(label.endswith("_mul") for label in int8_labels) == model.config.n_layer  # the FFN middle inside
     prompt = rng.integers(0, model.config.vocab_size, size=19).tolist()
     ids, logits = greedy_trace(model, prompt, n_new=12)
     reference = numpy_llama_logits(path, prompt + ids[:-1], context_window=CONTEXT_WINDOW)[len(prompt) - 1 :]

@@ -70,10 +70,11 @@ INT8_MATVEC_ROWS_PER_THREAD = 4
 # workgroup) down to about this many workgroups: 8 lanes for [28672, 4096] (224 workgroups) beat
 # 32 (896) by 10%; 16 for [16384, 2048].
 INT8_MATVEC_TARGET_WORKGROUPS = 192
-# The FFN middle is recomputed by every workgroup of a fused down projection: one activation per
+# The FFN middle is recomputed by every lane of matvec.wgsl that reads the input: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
 # big ones (Llama-3.1-8B shape on an H200: +1.3 ms a step), so only matrices up to this many
-# weights take it fused.
+# weights take it fused there; matvec_q4_int8.wgsl computes it once per input and workgroup
+# (~128 workgroups), so its down projections always take it fused.
 FUSED_FFN_MAX_WEIGHTS = 8 * 2**20
 # Likewise the merge of split attention's chunks (kernels/input_attention_combine.wgsl) is redone
 # by every workgroup of the output projection, reading all chunk partials each time: it replaces
@@ -277,6 +278,13 @@ class LlamaModel:
         wanted = MATVEC_MIN_WORKGROUPS_CPU if self.ctx.gpu.adapter.is_cpu else MATVEC_MIN_WORKGROUPS_GPU
         return next((r for r in (4, 2) if rows >= wanted * groups * r), 1)
 
+    def _takes_int8(self, m: GpuMatrix) -> bool:
+        """Whether decode runs every row block of `m` through matvec_q4_int8.wgsl."""
+        return all(self._int8_block(b, m.cols) for b in m.blocks)
+
+    def _int8_block(self, b: MatrixBlock, cols: int) -> bool:
+        return self.fused_decode and b.layout in INT8_MATVEC_LAYOUTS and b.rows * cols >= INT8_MATVEC_MIN_WEIGHTS
+
     def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False,
                 prologue: str | None = None, prologue_buffers: tuple = ()) -> list[Dispatch]:
         """y (+)= in · Wᵀ: matvec for one token, matmul for a chunk (workgroups set per chunk);
@@ -289,7 +297,7 @@ class LlamaModel:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
             if decode:
                 constants = {"CHUNK": ATTENTION_CHUNK} if prologue == "attention_combine" else {}
-                if self.fused_decode and b.layout in INT8_MATVEC_LAYOUTS and b.rows * m.cols >= INT8_MATVEC_MIN_WEIGHTS:
+                if self._int8_block(b, m.cols):
                     kernel, rows_per_thread = "matvec_q4_int8", INT8_MATVEC_ROWS_PER_THREAD
                     threads_per_row = _int8_matvec_threads_per_row(b.rows)
                 else:
@@ -363,7 +371,8 @@ class LlamaModel:
     def _ffn_down(self, layer: dict, decode: bool) -> list[Dispatch]:
         """residual (+)= act(gate) · up · W_downᵀ: the FFN middle fused into the matvec in decode."""
         cfg, middle = self.config, FFN_KERNELS[self.config.ffn_activation]
-        if decode and self.fused_decode and cfg.dim * cfg.ffn_dim <= FUSED_FFN_MAX_WEIGHTS:
+        small = cfg.dim * cfg.ffn_dim <= FUSED_FFN_MAX_WEIGHTS
+        if decode and self.fused_decode and (small or self._takes_int8(layer["ffn_down"])):
             return self._residual_add(layer["ffn_down"], self.gate_up, layer["post_ffw_norm"], decode, prologue=middle)
         return [self.ctx.dispatch(middle, [self.gate_up, self.ffn_hidden, self.ffn_params, self.step],
                                   (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
