@@ -77,10 +77,12 @@ INT8_MATVEC_TARGET_WORKGROUPS = 192
 # (~128 workgroups), so its down projections always take it fused.
 FUSED_FFN_MAX_WEIGHTS = 8 * 2**20
 # Likewise the merge of split attention's chunks (kernels/input_attention_combine.wgsl) is redone
-# by every workgroup of the output projection, reading all chunk partials each time: it replaces
-# attention_combine's dispatch only in output projections up to this many weights (SmolLM2,
-# Qwen2.5-0.5B, Llama-3.2-1B shapes; not 8B's [4096, 4096]).
-FUSED_COMBINE_MAX_WEIGHTS = 8 * 2**20
+# by every workgroup of the output projection, reading all chunk partials each time (~100 workgroups
+# × the partials of a few chunks at depth 1k, from cache): it replaces attention_combine's dispatch
+# only in output projections up to this many weights, the dispatch-bound small models (SmolLM2
+# [576, 576], Qwen2.5-0.5B [896, 896], Gemma 3 270M [640, 1024]). Not yet timed on a GPU against
+# the separate dispatch; Llama-3.2-1B's [2048, 2048] (256 workgroups) keeps it until it is.
+FUSED_COMBINE_MAX_WEIGHTS = 2 * 2**20
 
 
 @dataclass(frozen=True)
