@@ -138,8 +138,12 @@ class LlamaModel:
     max-storage-buffer-binding-size); larger matrices are uploaded as row blocks. Tests lower it.
     fused_decode: the decode graph for GPUs — norms and the FFN middle fused into the matvecs,
     attention split over key chunks (fewer, wider dispatches), large 4-bit matrices through
-    kernels/matvec_q4_int8.wgsl (int8 input: logits within ~1% of the float kernels') — or, False, one kernel per op as in prefill. Default: True
+    kernels/matvec_q4_int8.wgsl (see int8_matvec) — or, False, one kernel per op as in prefill. Default: True
     except on CPU adapters, where lavapipe ran the fused step 1.7x slower (SmolLM2: 976 vs 560 ms): every workgroup recomputing a prologue costs a CPU what it saves a GPU.
+    int8_matvec: in the GPU decode graph, 4-bit matrices of INT8_MATVEC_MIN_WEIGHTS and more
+    multiply an input rounded to int8 per 32 values, as llama.cpp's backends do: faster, and the
+    log-probabilities move by up to ~1 nat on SmolLM2 with every matrix so (tests/test_smollm2_llamacpp.py;
+    llama.cpp's own 8-bit activations move them as much). False keeps float products everywhere.
     """
 
     def __init__(
@@ -152,6 +156,7 @@ class LlamaModel:
         sliding_window_size: int | None = None,
         max_binding_bytes: int | None = None,
         fused_decode: bool | None = None,
+        int8_matvec: bool = True,
     ):
         self.ctx = ctx
         self.config: ArchitectureConfig = model_file.config
@@ -170,6 +175,7 @@ class LlamaModel:
         # GPUs: 32 lanes a row where subgroup shuffles sum them (one warp on NVIDIA), else 64.
         self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 32 if ctx.gpu.has_subgroups else 64
         self.fused_decode = not ctx.gpu.adapter.is_cpu if fused_decode is None else fused_decode
+        self.int8_matvec = self.fused_decode and int8_matvec
         self.matmul_tokens_per_thread = 4 if cfg.dim >= MATMUL_WIDE_TILES_MIN_DIM else 2
         self.matmul_tile_tokens = 16 * self.matmul_tokens_per_thread
         self._upload_weights(model_file, progress)
@@ -285,7 +291,7 @@ class LlamaModel:
         return all(self._int8_block(b, m.cols) for b in m.blocks)
 
     def _int8_block(self, b: MatrixBlock, cols: int) -> bool:
-        return self.fused_decode and b.layout in INT8_MATVEC_LAYOUTS and b.rows * cols >= INT8_MATVEC_MIN_WEIGHTS
+        return self.int8_matvec and b.layout in INT8_MATVEC_LAYOUTS and b.rows * cols >= INT8_MATVEC_MIN_WEIGHTS
 
     def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False,
                 prologue: str | None = None, prologue_buffers: tuple = ()) -> list[Dispatch]:
