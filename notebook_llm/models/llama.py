@@ -138,12 +138,13 @@ class LlamaModel:
     max-storage-buffer-binding-size); larger matrices are uploaded as row blocks. Tests lower it.
     fused_decode: the decode graph for GPUs — norms and the FFN middle fused into the matvecs,
     attention split over key chunks (fewer, wider dispatches), large 4-bit matrices through
-    kernels/matvec_q4_int8.wgsl (see int8_matvec) — or, False, one kernel per op as in prefill. Default: True
-    except on CPU adapters, where lavapipe ran the fused step 1.7x slower (SmolLM2: 976 vs 560 ms): every workgroup recomputing a prologue costs a CPU what it saves a GPU.
+    kernels/matvec_q4_int8.wgsl (see int8_matvec) — or, False, one kernel per op as in prefill.
+    Default: True except on CPU adapters, where lavapipe ran the fused step 1.7x slower (SmolLM2: 976 vs 560 ms): every workgroup recomputing a prologue costs a CPU what it saves a GPU.
     int8_matvec: in the GPU decode graph, 4-bit matrices of INT8_MATVEC_MIN_WEIGHTS and more
     multiply an input rounded to int8 per 32 values, as llama.cpp's backends do: faster, and the
-    log-probabilities move by up to ~1 nat on SmolLM2 with every matrix so (tests/test_smollm2_llamacpp.py;
-    llama.cpp's own 8-bit activations move them as much). False keeps float products everywhere.
+    log-probabilities move by up to ~1 nat on SmolLM2 with every matrix so
+    (tests/test_smollm2_llamacpp.py; llama.cpp's own 8-bit activations move them as much).
+    False keeps float products everywhere.
     """
 
     def __init__(
