@@ -7,13 +7,9 @@
 // Mapping: dispatch (n_head, 1, 1), 64 threads; thread c owns output columns 4c..4c+3.
 // Tested by tests/test_kernels_attention.py against numpy float64.
 
-struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
-struct Chunks { count: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
-struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
-
 @group(0) @binding(0) var<storage, read> partials: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(2) var<uniform> attention_params: Params;
+@group(0) @binding(2) var<uniform> attention_params: AttentionParams;
 @group(0) @binding(3) var<uniform> split_chunks: Chunks;
 @group(0) @binding(4) var<uniform> step: Step;
 

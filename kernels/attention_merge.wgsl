@@ -5,9 +5,13 @@
 // sliding window's start) to the one of the current position. Chunks outside hold nothing (the
 // split kernel leaves them unwritten) and are never read, so the cost follows the position, not
 // the context window. The last chunk holds the current key, so the denominator is >= 1.
-// The including file declares `attention_params` (attention.wgsl's Params), `split_chunks`
-// (n_chunks), `step`, `override CHUNK` and `fn split_partial(i: u32) -> vec4<f32>`, element i of
+// The including file binds `attention_params`, `split_chunks` and `step` (the uniform types
+// below) and declares `override CHUNK` and `fn split_partial(i: u32) -> vec4<f32>`, element i of
 // partials f32[n_head, n_chunks, 4 + head_dim] read as vec4s.
+
+struct AttentionParams { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+struct Chunks { count: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 // The first and last chunk holding keys of this step.
 fn live_chunks() -> vec2<u32> {

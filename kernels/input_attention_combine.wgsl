@@ -4,10 +4,6 @@
 // the model fuses it only into small projections (see FUSED_COMBINE_MAX_WEIGHTS).
 // Bindings: 5 attention params (attention.wgsl's), 6 split chunk count, 7 step.
 
-struct AttentionParams { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
-struct Chunks { count: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
-struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
-
 @group(0) @binding(5) var<uniform> attention_params: AttentionParams;
 @group(0) @binding(6) var<uniform> split_chunks: Chunks;
 @group(0) @binding(7) var<uniform> step: Step;
