@@ -1,5 +1,6 @@
 """Decode matvec tuning sweep: kernels/matvec.wgsl and matvec_q4_int8.wgsl with each
-(THREADS_PER_ROW, ROWS_PER_THREAD) on random q4g32 matrices of the benchmark shapes' sizes.
+(THREADS_PER_ROW, ROWS_PER_THREAD), and on CPU adapters matvec_broadcast.wgsl (one thread a row),
+on random q4g32 matrices of the benchmark shapes' sizes.
 
     python -m benchmarks.matvec_sweep [MiB of copies per shape, default 600] [shape letters, e.g. A,C]
 
@@ -26,7 +27,8 @@ SHAPES = {"C.qkv": (6144, 4096), "C.o": (4096, 4096), "C.gate_up": (28672, 4096)
           "A.qkv": (960, 576), "A.gate_up": (3072, 576), "A.down": (576, 1536)}
 GPU_CONFIGS = [("matvec", t, r) for t in (32, 16) for r in (1, 2, 4)] + [
     ("matvec_q4_int8", t, r) for t in (32, 16, 8) for r in (1, 2, 4)]
-CPU_CONFIGS = [("matvec", 4, r) for r in (1, 2, 4)] + [("matvec_q4_int8", t, r) for t in (4, 2) for r in (2, 4)]
+CPU_CONFIGS = [("matvec", 4, r) for r in (1, 2, 4)] + [("matvec_q4_int8", t, r) for t in (4, 2) for r in (2, 4)] + [
+    ("matvec_broadcast", 1, r) for r in (1, 2, 4)]
 ALIGN = 256  # storage-buffer offset alignment
 
 
@@ -59,14 +61,19 @@ def sweep_shape(ctx, rng, name, rows, cols, total_bytes, configs):
     print(f"\n{name} [{rows}, {cols}]: {nbytes / 1e6:.1f} MB, {copies} copies", flush=True)
     timed = []
     for kernel, threads_per_row, rows_per_thread in configs:
-        pipeline = ctx.pipelines.get(kernel, "q4g32", None, THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread)
+        if kernel == "matvec_broadcast":  # one lane a row, 16 lanes a workgroup
+            pipeline = ctx.pipelines.get(kernel, "q4g32", None, ROWS_PER_THREAD=rows_per_thread)
+            rows_per_workgroup = 16 * rows_per_thread
+        else:
+            pipeline = ctx.pipelines.get(kernel, "q4g32", None, THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread)
+            rows_per_workgroup = 256 // threads_per_row * rows_per_thread
         bind_groups = [dev.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=[
             {"binding": 0, "resource": {"buffer": codes_buffer, "offset": i * stride_c, "size": codes.nbytes}},
             {"binding": 1, "resource": {"buffer": scales_buffer, "offset": i * stride_s, "size": scales.nbytes}},
             {"binding": 2, "resource": {"buffer": x_buffer, "offset": 0, "size": x_buffer.size}},
             {"binding": 3, "resource": {"buffer": y, "offset": 0, "size": y.size}},
             {"binding": 4, "resource": {"buffer": params, "offset": 0, "size": params.size}}]) for i in range(copies)]
-        workgroups = -(-rows // (256 // threads_per_row * rows_per_thread))
+        workgroups = -(-rows // rows_per_workgroup)
         timed.append(((kernel, threads_per_row, rows_per_thread), pipeline, bind_groups, workgroups))
     n = 200 if ctx.gpu.has_timestamps else 3  # long passes keep the GPU's clock up
     queries = dev.create_query_set(type=wgpu.QueryType.timestamp, count=2) if ctx.gpu.has_timestamps else None

@@ -1,4 +1,5 @@
-"""kernels/matvec.wgsl and matvec_q4_int8.wgsl (decode), kernels/matmul.wgsl (prefill) against numpy float64.
+"""kernels/matvec.wgsl, matvec_broadcast.wgsl and matvec_q4_int8.wgsl (decode), kernels/matmul.wgsl (prefill)
+against numpy float64.
 
 Weights are random float matrices quantized by the `gguf` package and repacked into our layouts;
 the reference is `dequantize(packed) @ x` in float64, so quantization error is not measured
@@ -31,6 +32,7 @@ BOUND = 1e-5
 # q8g32 (Q5_0, Q8_0), q8g32f (Q5_1, Q5_K), q8g16f (Q6_K), f16, f32.
 TYPES = [QT.Q4_0, QT.Q4_1, QT.Q4_K, QT.Q5_0, QT.Q5_1, QT.Q5_K, QT.Q8_0, QT.Q6_K, QT.F16, QT.F32]
 MAX_WORKGROUPS = 65535
+BROADCAST_WORKGROUP = 16  # kernels/matvec_broadcast.wgsl's WORKGROUP
 
 
 def random_weight(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> PackedWeight:
@@ -87,8 +89,12 @@ def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | N
         ctx.queue.write_buffer(y, 0, y0.astype(np.float32).tobytes())
     x_buffer = ctx.buffer(x.astype(np.float32))
     constants.update({"ACCUMULATE": True} if y0 is not None else {})
-    rows_per_workgroup = 256 // threads_per_row * rows_per_thread
-    constants.update(THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread)
+    if kernel == "matvec_broadcast":  # one lane a row, 16 lanes a workgroup
+        rows_per_workgroup = BROADCAST_WORKGROUP * rows_per_thread
+        constants.update(ROWS_PER_THREAD=rows_per_thread)
+    else:
+        rows_per_workgroup = 256 // threads_per_row * rows_per_thread
+        constants.update(THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread)
     dispatches = []
     for row_offset, block in blocks:
         buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_buffer, y,
@@ -261,7 +267,9 @@ def test_matvec_gemma3_tied_lm_head_real_shape(ctx, rng):
     x = rng.standard_normal(cols).astype(np.float32)
     max_bytes = 128 * 2**20
     assert len(split_rows(w, max_bytes)) == 2
-    out = run_matvec_blocks(ctx, w, x, ctx.empty(rows * 4), threads_per_row=4, max_bytes=max_bytes)
+    kernel = "matvec_broadcast" if ctx.gpu.has_subgroups else "matvec"  # what the CPU decode graph runs
+    out = run_matvec_blocks(ctx, w, x, ctx.empty(rows * 4), threads_per_row=4, max_bytes=max_bytes,
+                            rows_per_thread=4, kernel=kernel)
     ref = dequantize(w).astype(np.float64) @ x.astype(np.float64)
     assert relative_error(out, ref) < BOUND
 
@@ -298,6 +306,79 @@ def test_matvec_both_row_reductions_match_numpy(ctx, rng, reduction, threads_per
 
 
 Q4_TYPES = [QT.Q4_0, QT.Q4_1, QT.Q4_K]  # layouts q4g32, q4g32, q4g32f
+
+
+# -- matvec_broadcast: the CPU decode kernel (a lane a row, the input shared by subgroup broadcasts) ----
+
+
+@pytest.fixture
+def subgroups(ctx):
+    if not ctx.gpu.has_subgroups:
+        pytest.skip("matvec_broadcast needs subgroups")
+
+
+def width32(qtype: QT) -> int:
+    """A width of whole 32-column groups (matvec_broadcast's step): 19 groups, an odd count that
+    pads q8g32's scale words; 3 super-blocks of 256 for K-quants."""
+    return 768 if qtype in K_QUANTS else 608
+
+
+@pytest.mark.parametrize("rows_per_thread", [1, 2, 4])
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_matvec_broadcast_matches_numpy(ctx, rng, subgroups, qtype, rows_per_thread):
+    """Every layout's group32 reader; 203 rows leave lanes of the last workgroup past the end
+    (they re-read the last row and must not write); with 2 rows a lane, y accumulates."""
+    rows, cols = 203, width32(qtype)
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    y0 = rng.standard_normal(rows).astype(np.float32) if rows_per_thread == 2 else None
+    y = ctx.empty((rows + 8) * 4)  # 8 more floats, NaN, that no lane may write
+    out = run_matvec_blocks(ctx, w, x, y, y0, rows_per_thread=rows_per_thread, kernel="matvec_broadcast")
+    ref = dequantize(w).astype(np.float64) @ x.astype(np.float64)
+    assert relative_error(out, ref if y0 is None else y0 + ref) < BOUND
+    if y0 is None:
+        assert np.isnan(ctx.read(y, np.float32, rows + 8)[rows:]).all()
+
+
+@pytest.mark.parametrize("prologue", ["rmsnorm", "silu_mul", "gelu_mul"])
+def test_matvec_broadcast_prologues_match_numpy(ctx, rng, subgroups, prologue):
+    """The CPU decode graph fuses the norms and the FFN middle into matvec_broadcast as the GPU's
+    does into matvec: every lane computes its share of the input through the prologue."""
+    rows, cols, eps = 203, 768, 1e-5
+    w = random_weight(rng, QT.Q4_K, rows, cols)
+    if prologue == "rmsnorm":
+        x = (3.0 * rng.standard_normal(cols)).astype(np.float32)
+        g = rng.uniform(0.5, 1.5, cols).astype(np.float32)
+        norm_params = np.array([cols, np.float32(eps).view(np.uint32), 0, 0], np.uint32)
+        extra = [ctx.buffer(g), ctx.uniform(norm_params)]
+        x64 = x.astype(np.float64)
+        expected_in = x64 / np.sqrt(np.mean(x64 ** 2) + eps) * g
+    else:
+        x = np.concatenate([rng.uniform(-20, 20, cols), rng.standard_normal(cols)]).astype(np.float32)
+        act = _silu if prologue == "silu_mul" else _gelu_tanh
+        extra, expected_in = [], act(x[:cols].astype(np.float64)) * x[cols:].astype(np.float64)
+    out = run_matvec(ctx, w, x, rows_per_thread=4, prologue=prologue, extra=extra, kernel="matvec_broadcast")
+    assert relative_error(out, dequantize(w).astype(np.float64) @ expected_in) < BOUND
+
+
+def test_matvec_broadcast_row_blocks_and_folded_workgroups(ctx, rng, subgroups):
+    """Row blocks write y[row_offset + r]; a dispatch folded into (x, y) workgroups (as past 65535)
+    numbers its workgroups y·nx + x."""
+    rows, cols = 263, 512
+    w = random_weight(rng, QT.Q8_0, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    y = ctx.empty(rows * 4)
+    ctx.fill(y)
+    x_buffer = ctx.buffer(x)
+    blocks = split_rows(w, 60 * (w.codes.nbytes // rows))
+    assert len(blocks) == 5
+    dispatches = [ctx.dispatch("matvec_broadcast", [ctx.buffer(b.codes), ctx.buffer(b.scales), x_buffer, y,
+                                                    ctx.uniform(params(b.rows, b.cols, row_offset))],
+                               (1, 2, 1), weights=w.layout, ROWS_PER_THREAD=2)  # 2 workgroups of 32 rows: 64 >= 60
+                  for row_offset, b in blocks]
+    ctx.run(dispatches)
+    ref = dequantize(w).astype(np.float64) @ x.astype(np.float64)
+    assert relative_error(ctx.read(y, np.float32, rows), ref) < BOUND
 
 
 # -- matvec_q4_int8: 4-bit matrices times an int8-quantized input -------------------------------

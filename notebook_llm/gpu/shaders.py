@@ -4,7 +4,8 @@ WGSL has no `#include`, so this module has the one include step the project uses
 `//!include NAME` in a kernel is replaced by `kernels/NAME.wgsl`, and the line
 `//!include weights` by the weight-layout file the caller picks (`weights_q4g32.wgsl`, ...), and
 `//!include input` by the matvec input prologue it picks (`input_plain.wgsl`, `input_rmsnorm.wgsl`, ...),
-`//!include scales` by the layout's group-scale file (`scales_q4g32.wgsl`, ...), and `//!include reduce`
+`//!include scales` by the layout's group-scale file (`scales_q4g32.wgsl`, ...), `//!include group32` by
+the layout's 32-column-group reader (`group32_q4g32.wgsl`, ...), and `//!include reduce`
 by `reduce_subgroup.wgsl` on devices with subgroups, else `reduce_workgroup.wgsl`.
 No other text substitution happens: shapes go in uniforms, tuning knobs are `override`s.
 """
@@ -41,7 +42,7 @@ def shader_source(name: str, weights: str | None = None, prologue: str | None = 
     def expand(text: str) -> str:
         def replace(match: re.Match) -> str:
             include = match.group(1)
-            if include in ("weights", "scales"):
+            if include in ("weights", "scales", "group32"):
                 if weights is None:
                     raise ValueError(f"kernel {name!r} needs a weight layout (weights=...)")
                 include = f"{include}_{weights}"

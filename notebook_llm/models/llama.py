@@ -83,6 +83,12 @@ FUSED_FFN_MAX_WEIGHTS = 8 * 2**20
 # [576, 576], Qwen2.5-0.5B [896, 896], Gemma 3 270M [640, 1024]). Not yet timed on a GPU against
 # the separate dispatch; Llama-3.2-1B's [2048, 2048] (256 workgroups) keeps it until it is.
 FUSED_COMBINE_MAX_WEIGHTS = 2 * 2**20
+# CPU drivers (lavapipe) with subgroups take kernels/matvec_broadcast.wgsl for decode: a lane a row,
+# the input shared through subgroup broadcasts, 16 lanes a workgroup, 4 rows a lane. lavapipe on 2
+# cores, SmolLM2's [3072, 576] FFN up: 1315 µs with matvec.wgsl as the model ran it (4 lanes a
+# row, 1 row a lane), 657 with its best configuration, 316 with this (benchmarks/matvec_sweep.py).
+BROADCAST_MATVEC_WORKGROUP = 16
+BROADCAST_MATVEC_ROWS_PER_THREAD = 4
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,10 @@ class LlamaModel:
         self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 32 if ctx.gpu.has_subgroups else 64
         self.fused_decode = not ctx.gpu.adapter.is_cpu if fused_decode is None else fused_decode
         self.int8_matvec = self.fused_decode and int8_matvec
+        self.broadcast_matvec = ctx.gpu.adapter.is_cpu and ctx.gpu.has_subgroups
+        # The norms and the FFN middle go inside the matvecs in the GPU graph, and in the CPU
+        # graph where matvec_broadcast.wgsl reads the input (its prologues cost a CPU little).
+        self.fused_prologues = self.fused_decode or (fused_decode is None and self.broadcast_matvec)
         self.matmul_tokens_per_thread = 4 if cfg.dim >= MATMUL_WIDE_TILES_MIN_DIM else 2
         self.matmul_tile_tokens = 16 * self.matmul_tokens_per_thread
         self._upload_weights(model_file, progress)
@@ -308,16 +318,19 @@ class LlamaModel:
                 constants = {"CHUNK": ATTENTION_CHUNK} if prologue == "attention_combine" else {}
                 if self._int8_block(b, m.cols):
                     kernel, rows_per_thread = "matvec_q4_int8", INT8_MATVEC_ROWS_PER_THREAD
-                    threads_per_row = _int8_matvec_threads_per_row(b.rows)
+                    constants["THREADS_PER_ROW"] = _int8_matvec_threads_per_row(b.rows)
+                    rows_per_workgroup = MATVEC_WORKGROUP // constants["THREADS_PER_ROW"] * rows_per_thread
+                elif self.broadcast_matvec and m.cols % 32 == 0:
+                    kernel, rows_per_thread = "matvec_broadcast", BROADCAST_MATVEC_ROWS_PER_THREAD
+                    rows_per_workgroup = BROADCAST_MATVEC_WORKGROUP * rows_per_thread
                 else:
-                    kernel, threads_per_row = "matvec", self.matvec_threads_per_row
-                    rows_per_thread = self._matvec_rows_per_thread(b.rows)
-                rows_per_workgroup = MATVEC_WORKGROUP // threads_per_row * rows_per_thread
+                    kernel, rows_per_thread = "matvec", self._matvec_rows_per_thread(b.rows)
+                    constants["THREADS_PER_ROW"] = self.matvec_threads_per_row
+                    rows_per_workgroup = MATVEC_WORKGROUP // self.matvec_threads_per_row * rows_per_thread
                 dispatches.append(self.ctx.dispatch(
                     kernel, [b.codes, b.scales, x, y, shape, *prologue_buffers],
                     _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,
-                    ACCUMULATE=accumulate, THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread,
-                    **constants,
+                    ACCUMULATE=accumulate, ROWS_PER_THREAD=rows_per_thread, **constants,
                 ))
             else:
                 dispatches.append(self.ctx.dispatch(
@@ -372,7 +385,7 @@ class LlamaModel:
 
     def _normed_linear(self, m: GpuMatrix, norm: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
         """y = rmsnorm(residual) · norm · Wᵀ: the norm fused into the matvec in decode, its own dispatch in prefill."""
-        if decode and self.fused_decode:
+        if decode and self.fused_prologues:
             return self._linear(m, self.x, y, decode, prologue="rmsnorm", prologue_buffers=(norm, self.norm_params))
         return [self.ctx.dispatch("rmsnorm", [self.x, norm, self.x_norm, self.norm_params, self.step], (0, 1, 1)),
                 *self._linear(m, self.x_norm, y, decode)]
@@ -381,7 +394,7 @@ class LlamaModel:
         """residual (+)= act(gate) · up · W_downᵀ: the FFN middle fused into the matvec in decode."""
         cfg, middle = self.config, FFN_KERNELS[self.config.ffn_activation]
         small = cfg.dim * cfg.ffn_dim <= FUSED_FFN_MAX_WEIGHTS
-        if decode and self.fused_decode and (small or self._takes_int8(layer["ffn_down"])):
+        if decode and self.fused_prologues and (small or self.broadcast_matvec or self._takes_int8(layer["ffn_down"])):
             return self._residual_add(layer["ffn_down"], self.gate_up, layer["post_ffw_norm"], decode, prologue=middle)
         return [self.ctx.dispatch(middle, [self.gate_up, self.ffn_hidden, self.ffn_params, self.step],
                                   (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
@@ -425,7 +438,7 @@ class LlamaModel:
 
     def _head(self, decode: bool) -> list[Dispatch]:
         """The final norm of the chunk's last token and the LM head: its logits."""
-        if decode and self.fused_decode:  # one token: the norm fused into the LM head's matvec
+        if decode and self.fused_prologues:  # one token: the norm fused into the LM head's matvec
             return self._linear(self.lm_head, self.x, self.logits, decode=True, prologue="rmsnorm", prologue_buffers=(self.output_norm, self.norm_params))
         return [
             self.ctx.dispatch("rmsnorm", [self.x, self.output_norm, self.last_norm, self.norm_params, self.step], (1, 1, 1), LAST_ROW_ONLY=True),

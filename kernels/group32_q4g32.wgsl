@@ -1,0 +1,13 @@
+// Layout q4g32 (weights_q4g32.wgsl) a 32-column group at a time, for matvec_broadcast.wgsl:
+// `weight_codes` as vec4<u32>, one group's 32 nibbles per element; one (f16 scale, f16 min) per group.
+
+//!include columns32
+//!include nibbles
+
+// Row `row` of a matrix with `cols` columns times the input, over group `g`:
+// sum (scale q + min) in = scale (q · in) + min sum(in).
+fn group_dot(row: u32, g: u32, cols: u32, c: Columns32) -> f32 {
+    let i = row * (cols / 32u) + g;
+    let scale_min = unpack2x16float(weight_scales[i]);
+    return scale_min.x * nibbles_dot(weight_codes[i], c) + scale_min.y * c.sum;
+}

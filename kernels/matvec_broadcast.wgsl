@@ -1,0 +1,99 @@
+// y[r] = sum_k W[r, k] * in[k] for one token, or y[r] += ... when ACCUMULATE: the decode matvec
+// for CPU Vulkan drivers (lavapipe). Same bindings, prologues (`//!include input`) and row blocks as
+// matvec.wgsl; needs subgroups and cols a multiple of 32.
+//
+// Why another kernel: lavapipe runs a subgroup's invocations as the SIMD lanes of one CPU thread,
+// and it loads storage memory at lane-varying addresses one lane at a time (a scalar loop with a
+// bounds check per lane and component), so on a CPU a matvec's time is the number of 32-bit
+// values its lanes load, not bytes. matvec.wgsl's lanes each load their own input and their
+// row's code and scale for every 8 columns. Here each lane owns ROWS_PER_THREAD whole rows (no
+// reduction across lanes, no barrier), and the lanes of a subgroup share the input: for each
+// group of 32 columns, lane l loads two vec4 of it (columns 4(l % 4) and 16 + 4(l % 4) onwards)
+// and subgroupBroadcast — a register extract on lavapipe — hands all eight to every lane. Per
+// 32 weights of a row a lane then loads one vec4<u32> of codes and the group's scale
+// (`//!include group32`, which also does the layout's arithmetic). lavapipe, SmolLM2's shapes:
+// 2.5-4x faster than matvec.wgsl's best CPU configuration (benchmarks/matvec_sweep.py).
+// Subgroups of 4 lanes or more, as every driver has: lanes 4..7 of a wider one repeat 0..3.
+//
+// Bindings: 0 weight_codes vec4<u32>[] (`//!include group32` says what an element holds),
+//           1 weight_scales u32[], 2 x vec4<f32>[...], 3 y f32[row_offset + rows], 4 params, 5.. the prologue's.
+// Tested by tests/test_kernels_matmul.py against numpy float64.
+
+//!include group32
+
+struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
+
+@group(0) @binding(0) var<storage, read> weight_codes: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> weight_scales: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+// Few lanes a workgroup: a CPU runs one workgroup per core, and small matrices still give every core one.
+const WORKGROUP: u32 = 16u;
+const THREADS_PER_ROW: u32 = 1u;  // the reduce include's row_total goes unused: a lane sums whole rows
+override ACCUMULATE: bool = false;
+override ROWS_PER_THREAD: u32 = 4u;  // 1, 2 or 4
+
+//!include input
+//!include reduce
+
+// Input columns 32g .. 32g+31 in every lane, and their sum. Subgroups of 8 or more lanes load one
+// vec4 a lane (lanes 8.. repeat 0..7); subgroups of 4 (lavapipe on SSE-only CPUs) two.
+fn shared_columns(g: u32, lane: u32, subgroup_size: u32) -> Columns32 {
+    var c: Columns32;
+    if (subgroup_size >= 8u) {
+        let a = input4(8u * g + (lane & 7u));
+        c.v0 = subgroupBroadcast(a, 0u);
+        c.v1 = subgroupBroadcast(a, 1u);
+        c.v2 = subgroupBroadcast(a, 2u);
+        c.v3 = subgroupBroadcast(a, 3u);
+        c.v4 = subgroupBroadcast(a, 4u);
+        c.v5 = subgroupBroadcast(a, 5u);
+        c.v6 = subgroupBroadcast(a, 6u);
+        c.v7 = subgroupBroadcast(a, 7u);
+    } else {
+        let a = input4(8u * g + (lane & 3u));
+        let b = input4(8u * g + 4u + (lane & 3u));
+        c.v0 = subgroupBroadcast(a, 0u);
+        c.v1 = subgroupBroadcast(a, 1u);
+        c.v2 = subgroupBroadcast(a, 2u);
+        c.v3 = subgroupBroadcast(a, 3u);
+        c.v4 = subgroupBroadcast(b, 0u);
+        c.v5 = subgroupBroadcast(b, 1u);
+        c.v6 = subgroupBroadcast(b, 2u);
+        c.v7 = subgroupBroadcast(b, 3u);
+    }
+    c.sum = dot(((c.v0 + c.v1) + (c.v2 + c.v3)) + ((c.v4 + c.v5) + (c.v6 + c.v7)), vec4<f32>(1.0));
+    return c;
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn main(inv: Invocation, @builtin(subgroup_invocation_id) lane: u32) {
+    prepare_input(inv);
+    let first_row = ((inv.workgroup.y * inv.workgroups.x + inv.workgroup.x) * WORKGROUP + inv.index) * ROWS_PER_THREAD;
+    // Every lane runs the loop, rows past the end re-reading the last row (their sums are never
+    // written): a lane that left it would leave its share of the input unloaded for the others.
+    let last_row = params.rows - 1u;
+    let row0 = min(first_row, last_row);
+    let row1 = min(first_row + 1u, last_row);
+    let row2 = min(first_row + 2u, last_row);
+    let row3 = min(first_row + 3u, last_row);
+    var sum = vec4<f32>(0.0);
+    for (var g = 0u; g < params.cols / 32u; g++) {
+        let c = shared_columns(g, lane, inv.subgroup_size);
+        sum.x += group_dot(row0, g, params.cols, c);
+        if (ROWS_PER_THREAD > 1u) { sum.y += group_dot(row1, g, params.cols, c); }
+        if (ROWS_PER_THREAD > 2u) {
+            sum.z += group_dot(row2, g, params.cols, c);
+            sum.w += group_dot(row3, g, params.cols, c);
+        }
+    }
+    for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+        let row = first_row + r;
+        if (row < params.rows) {
+            let out = params.row_offset + row;
+            if (ACCUMULATE) { y[out] += sum[r]; } else { y[out] = sum[r]; }
+        }
+    }
+}
