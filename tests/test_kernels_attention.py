@@ -31,14 +31,28 @@ def attention_reference(q, k_cache, v_cache, position: int, scale: float, window
     return out.reshape(n_tokens, n_head * head_dim)
 
 
-def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0) -> np.ndarray:
+@pytest.fixture(params=["attention", "attention_subgroup"])
+def attention_kernel(request, ctx):
+    """attention.wgsl (GPUs, and prefill everywhere) and attention_subgroup.wgsl (CPU drivers: a
+    workgroup of one subgroup, lanes owning the head's columns), which must agree."""
+    if request.param == "attention_subgroup" and not ctx.gpu.has_subgroups:
+        pytest.skip("attention_subgroup needs subgroups")
+    return request.param
+
+
+def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
+                  kernel: str = "attention") -> np.ndarray:
     n_tokens, n_head, head_dim = q.shape
     out = ctx.empty(q.nbytes)
     ctx.fill(out)
     params = ctx.uniform(struct.pack("<IIIfIIII", n_head, k_cache.shape[1], head_dim, scale, window, 0, 0, 0))
     step = ctx.uniform(struct.pack("<IIIf", n_tokens, position, 0, 0.0))
     buffers = [ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), out, params, step]
-    ctx.run([ctx.dispatch("attention", buffers, (n_head, n_tokens))])
+    constants = {}
+    if kernel == "attention_subgroup":
+        lanes = ctx.subgroup_size
+        constants = {"WORKGROUP": lanes, "HEAD_VEC4": head_dim // 4, "COLS_PER_LANE": -(-head_dim // (4 * lanes))}
+    ctx.run([ctx.dispatch(kernel, buffers, (n_head, n_tokens), **constants)])
     return ctx.read(out, np.float32, n_tokens * n_head * head_dim).reshape(n_tokens, n_head * head_dim)
 
 
@@ -65,30 +79,30 @@ def random_case(rng, n_tokens, position, n_head, n_kv_head, head_dim, q_scale=1.
         (2, 20, 6, 2, 80),  # head_dim 80: 20 vec4 columns do not divide the 64 threads
     ],
 )
-def test_attention_matches_numpy_causal_gqa(ctx, rng, n_tokens, position, n_head, n_kv_head, head_dim):
+def test_attention_matches_numpy_causal_gqa(ctx, rng, attention_kernel, n_tokens, position, n_head, n_kv_head, head_dim):
     q, k_cache, v_cache = random_case(rng, n_tokens, position, n_head, n_kv_head, head_dim)
     scale = 1.0 / np.sqrt(head_dim)
-    out = run_attention(ctx, q, k_cache, v_cache, position, scale)
+    out = run_attention(ctx, q, k_cache, v_cache, position, scale, kernel=attention_kernel)
     # float32 dot products of head_dim terms and a float32 weighted sum over ≤ ~100 keys: ~1e-7 per
     # term, errors growing like sqrt(terms); 1e-5 is ten times what float32 rounding can reach here.
     assert relative_error(out, attention_reference(q, k_cache, v_cache, position, scale)) < 1e-5
 
 
-def test_attention_subtracts_the_max_for_scores_in_the_hundreds(ctx, rng):
+def test_attention_subtracts_the_max_for_scores_in_the_hundreds(ctx, rng, attention_kernel):
     # Scores of several hundred: exp without max subtraction overflows float32 (exp(89) = inf).
     q, k_cache, v_cache = random_case(rng, 4, 90, 9, 3, 64, q_scale=60.0)
     scale = 1.0 / 8.0
-    out = run_attention(ctx, q, k_cache, v_cache, 90, scale)
+    out = run_attention(ctx, q, k_cache, v_cache, 90, scale, kernel=attention_kernel)
     # Near one-hot weights; scores of ~500 carry float32 rounding of ~3e-5 absolute into exp().
     assert relative_error(out, attention_reference(q, k_cache, v_cache, 90, scale)) < 1e-4
 
 
 @pytest.mark.parametrize("position", [3000, 8191])
-def test_attention_long_context_decode(ctx, rng, position):
+def test_attention_long_context_decode(ctx, rng, attention_kernel, position):
     # 8191: the last row of an 8192-token context, 128 key tiles streamed through the online softmax.
     q, k_cache, v_cache = random_case(rng, 1, position, 9, 3, 64, q_scale=2.0)
     scale = 1.0 / 8.0
-    out = run_attention(ctx, q, k_cache, v_cache, position, scale)
+    out = run_attention(ctx, q, k_cache, v_cache, position, scale, kernel=attention_kernel)
     # Sums over thousands of keys in float32: rounding grows like sqrt(keys) · 6e-8 ≈ 6e-6 at most.
     assert relative_error(out, attention_reference(q, k_cache, v_cache, position, scale)) < 2e-5
 
@@ -103,13 +117,13 @@ def test_attention_long_context_decode(ctx, rng, position):
         (3, 40, 1),  # each query sees only itself
     ],
 )
-def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, n_tokens, position, window):
+def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, attention_kernel, n_tokens, position, window):
     q, k_cache, v_cache = random_case(rng, n_tokens, position, 8, 2, 64)
     # Rows older than every query's window hold NaN: reading any of them poisons the output.
     oldest_visible = max(0, position + 1 - window)
     k_cache[:oldest_visible] = np.nan
     v_cache[:oldest_visible] = np.nan
-    out = run_attention(ctx, q, k_cache, v_cache, position, 0.125, window=window)
+    out = run_attention(ctx, q, k_cache, v_cache, position, 0.125, window=window, kernel=attention_kernel)
     # The same float32 budget as the causal test.
     assert relative_error(out, attention_reference(q, k_cache, v_cache, position, 0.125, window)) < 1e-5
 

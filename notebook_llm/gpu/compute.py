@@ -6,9 +6,9 @@ the model is a list of dispatches recorded into one compute pass and submitted o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import functools
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import wgpu
@@ -125,6 +125,17 @@ class GpuContext:
                 compute_pass.set_bind_group(0, d.bind_group)
                 compute_pass.dispatch_workgroups(*d.workgroups)
         compute_pass.end()
+
+    @functools.cached_property
+    def subgroup_size(self) -> int:
+        """The subgroup width a compute dispatch gets, measured once (kernels/subgroup_size.wgsl);
+        0 without subgroups. Fixed on CPU drivers (lavapipe: its SIMD width, 8 lanes with AVX2);
+        GPU compilers may pick it per pipeline, so only CPU kernels size themselves by it."""
+        if not self.gpu.has_subgroups:
+            return 0
+        out = self.empty(4)
+        self.run([self.dispatch("subgroup_size", [out], (1, 1, 1))])
+        return int(self.read(out, np.uint32, 1)[0])
 
     def run(self, dispatches: list[Dispatch]) -> None:
         """Record `dispatches` in one compute pass and submit (tests and load time)."""

@@ -187,6 +187,14 @@ class LlamaModel:
         # The norms and the FFN middle go inside the matvecs in the GPU graph, and in the CPU
         # graph where matvec_broadcast.wgsl reads the input (its prologues cost a CPU little).
         self.fused_prologues = self.fused_decode or (fused_decode is None and self.broadcast_matvec)
+        # Unsplit attention (prefill; decode on CPU adapters): attention.wgsl, or on CPU drivers
+        # with subgroups attention_subgroup.wgsl, a workgroup of one subgroup whose lanes own the
+        # head's columns. lavapipe, SmolLM2 at depth 1024: ~89 of a 132 ms step with attention.wgsl.
+        self.attention_kernel, self.attention_constants = "attention", {}
+        if ctx.gpu.adapter.is_cpu and ctx.subgroup_size >= 4:
+            self.attention_kernel = "attention_subgroup"
+            self.attention_constants = {"WORKGROUP": ctx.subgroup_size, "HEAD_VEC4": cfg.head_dim // 4,
+                                        "COLS_PER_LANE": -(-cfg.head_dim // (4 * ctx.subgroup_size))}
         self.matmul_tokens_per_thread = 4 if cfg.dim >= MATMUL_WIDE_TILES_MIN_DIM else 2
         self.matmul_tile_tokens = 16 * self.matmul_tokens_per_thread
         self._upload_weights(model_file, progress)
@@ -360,7 +368,8 @@ class LlamaModel:
             return [
                 c.dispatch("rope_kv_write", [self.qkv, *epilogue, self.q, *caches, self.rope_params, self.step],
                            (0, cfg.n_head + cfg.n_kv_head, 1), **switches),
-                c.dispatch("attention", [self.q, *caches, self.attn, attention_params, self.step], (cfg.n_head, 0, 1)),
+                c.dispatch(self.attention_kernel, [self.q, *caches, self.attn, attention_params, self.step],
+                           (cfg.n_head, 0, 1), **self.attention_constants),
             ]
         split = c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
                                                *epilogue, self.rope_params],
