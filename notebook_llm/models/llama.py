@@ -145,7 +145,10 @@ class LlamaModel:
     fused_decode: the decode graph for GPUs — norms and the FFN middle fused into the matvecs,
     attention split over key chunks (fewer, wider dispatches), large 4-bit matrices through
     kernels/matvec_q4_int8.wgsl (see int8_matvec) — or, False, one kernel per op as in prefill.
-    Default: True except on CPU adapters, where lavapipe ran the fused step 1.7x slower (SmolLM2: 976 vs 560 ms): every workgroup recomputing a prologue costs a CPU what it saves a GPU.
+    Default: True except on CPU adapters, which get the CPU graph: decode matvecs through
+    kernels/matvec_broadcast.wgsl (a lane a row, where the adapter has subgroups) with the norms
+    and the FFN middle fused into it as on GPUs, attention unsplit (kernels/attention_subgroup.wgsl).
+    False: one kernel per op (lavapipe ran the GPU graph 1.7x slower than that).
     int8_matvec: in the GPU decode graph, 4-bit matrices of INT8_MATVEC_MIN_WEIGHTS and more
     multiply an input rounded to int8 per 32 values, as llama.cpp's backends do: faster, and the
     log-probabilities move by up to ~1 nat on SmolLM2 with every matrix so
