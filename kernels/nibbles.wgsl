@@ -10,3 +10,17 @@ fn nibbles_dot(codes: vec4<u32>, c: Columns32) -> f32 {
          + ((dot(low_nibbles(codes.z), c.v4) + dot(high_nibbles(codes.z), c.v5))
           + (dot(low_nibbles(codes.w), c.v6) + dot(high_nibbles(codes.w), c.v7)));
 }
+
+// The group's weights scale q + minimum, dequantized.
+fn nibbles_weights(codes: vec4<u32>, scale: f32, minimum: f32) -> Columns32 {
+    var w: Columns32;
+    w.v0 = low_nibbles(codes.x) * scale + minimum;
+    w.v1 = high_nibbles(codes.x) * scale + minimum;
+    w.v2 = low_nibbles(codes.y) * scale + minimum;
+    w.v3 = high_nibbles(codes.y) * scale + minimum;
+    w.v4 = low_nibbles(codes.z) * scale + minimum;
+    w.v5 = high_nibbles(codes.z) * scale + minimum;
+    w.v6 = low_nibbles(codes.w) * scale + minimum;
+    w.v7 = high_nibbles(codes.w) * scale + minimum;
+    return w;
+}

@@ -1,5 +1,5 @@
-"""kernels/matvec.wgsl, matvec_broadcast.wgsl and matvec_q4_int8.wgsl (decode), kernels/matmul.wgsl (prefill)
-against numpy float64.
+"""kernels/matvec.wgsl, matvec_broadcast.wgsl and matvec_q4_int8.wgsl (decode), kernels/matmul.wgsl and
+matmul_broadcast.wgsl (prefill) against numpy float64.
 
 Weights are random float matrices quantized by the `gguf` package and repacked into our layouts;
 the reference is `dequantize(packed) @ x` in float64, so quantization error is not measured
@@ -106,7 +106,7 @@ def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | N
 
 
 def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, capacity: int | None = None,
-               max_bytes: int | None = None, tokens_per_thread: int = 4):
+               max_bytes: int | None = None, tokens_per_thread: int = 4, kernel: str = "matmul", tokens: int = 8):
     """Y = X Wᵀ for the x.shape[0] tokens of the step, into a [capacity, rows] buffer poisoned with
     NaN (or holding y0 with ACCUMULATE); returns the whole buffer so tests can see the rows past
     n_tokens. With `max_bytes`, W is bound as row blocks (one dispatch each)."""
@@ -120,15 +120,18 @@ def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None
     ctx.fill(x_buffer)  # tokens past n_tokens hold NaN: the kernel must not let them leak in
     ctx.queue.write_buffer(x_buffer, 0, x.astype(np.float32).tobytes())
     constants = {"ACCUMULATE": True} if y0 is not None else {}
-    constants["TOKENS_PER_THREAD"] = tokens_per_thread
+    if kernel == "matmul_broadcast":  # TOKENS tokens a workgroup
+        constants["TOKENS"], tile_tokens = tokens, tokens
+    else:
+        constants["TOKENS_PER_THREAD"], tile_tokens = tokens_per_thread, 16 * tokens_per_thread
     step_buffer = ctx.uniform(step(n_tokens))
     dispatches = []
     for row_offset, block in split_rows(w, max_bytes) if max_bytes else [(0, w)]:
         out_rows = w.rows if max_bytes else 0  # 0: the block's own rows (what a whole matrix passes)
         buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_buffer, y,
                    ctx.uniform(params(block.rows, block.cols, row_offset, out_rows)), step_buffer]
-        workgroups = (-(-block.rows // 64), -(-n_tokens // (16 * tokens_per_thread)), 1)
-        dispatches.append(ctx.dispatch("matmul", buffers, workgroups, weights=w.layout, **constants))
+        workgroups = (-(-block.rows // 64), -(-n_tokens // tile_tokens), 1)
+        dispatches.append(ctx.dispatch(kernel, buffers, workgroups, weights=w.layout, **constants))
     ctx.run(dispatches)
     return ctx.read(y, np.float32, capacity * w.rows).reshape(capacity, w.rows)
 
@@ -520,3 +523,33 @@ def test_matmul_smollm2_ffn_up_real_shape(ctx, rng):
     y = run_matmul(ctx, w, x)
     ref = x.astype(np.float64) @ dequantize(w).astype(np.float64).T
     assert relative_error(y, ref) < BOUND
+
+
+# -- matmul_broadcast: the CPU prefill kernel (a lane a row, dequantized once per TOKENS tokens) ---
+
+
+@pytest.mark.parametrize("tokens", [16, 8])
+@pytest.mark.parametrize("n_tokens", [7, 45, 100])
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_matmul_broadcast_matches_numpy_with_ragged_shapes(ctx, rng, subgroups, qtype, n_tokens, tokens):
+    """rows 203 (the last workgroup's lanes partly past the end), 7, 45 or 100 tokens (the last
+    token tile partly empty); rows of y past n_tokens stay NaN."""
+    rows, cols, capacity = 203, width32(qtype), 128
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
+    y = run_matmul(ctx, w, x, capacity=capacity, kernel="matmul_broadcast", tokens=tokens)
+    ref = x.astype(np.float64) @ dequantize(w).astype(np.float64).T
+    assert relative_error(y[:n_tokens], ref) < BOUND
+    assert np.isnan(y[n_tokens:]).all(), "the kernel wrote past step.n_tokens"
+
+
+def test_matmul_broadcast_accumulates_into_row_blocks(ctx, rng, subgroups):
+    """W as row blocks of 70 rows, ACCUMULATE: block b adds to columns row_offset.. of [tokens, rows]."""
+    rows, cols, n_tokens = 200, 768, 37
+    w = random_weight(rng, QT.Q6_K, rows, cols)
+    x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
+    y0 = rng.standard_normal((n_tokens, rows)).astype(np.float32) * 10
+    y = run_matmul(ctx, w, x, y0, max_bytes=70 * (w.codes.nbytes // rows), kernel="matmul_broadcast")
+    ref = y0.astype(np.float64) + x.astype(np.float64) @ dequantize(w).astype(np.float64).T
+    assert relative_error(y, ref) < BOUND
+

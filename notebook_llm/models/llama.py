@@ -89,6 +89,10 @@ FUSED_COMBINE_MAX_WEIGHTS = 2 * 2**20
 # row, 1 row a lane), 657 with its best configuration, 316 with this (benchmarks/matvec_sweep.py).
 BROADCAST_MATVEC_WORKGROUP = 16
 BROADCAST_MATVEC_ROWS_PER_THREAD = 4
+# Prefill on the same drivers: kernels/matmul_broadcast.wgsl, 64 rows × 16 tokens a workgroup, each
+# weight dequantized once per 16 tokens. lavapipe, 2 cores, [3072, 576] × 128 tokens: 127 ms with
+# matmul.wgsl, 15.2 with 8 tokens a workgroup, 13.4 with 16.
+MATMUL_BROADCAST_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -343,6 +347,12 @@ class LlamaModel:
                     _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,
                     ACCUMULATE=accumulate, ROWS_PER_THREAD=rows_per_thread, **constants,
                 ))
+            elif self.broadcast_matvec and m.cols % 32 == 0:
+                dispatches.append(self.ctx.dispatch(
+                    "matmul_broadcast", [b.codes, b.scales, x, y, shape, self.step],
+                    (-(-b.rows // MATMUL_TILE_ROWS), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
+                    TOKENS=MATMUL_BROADCAST_TOKENS,
+                ))
             else:
                 dispatches.append(self.ctx.dispatch(
                     "matmul", [b.codes, b.scales, x, y, shape, self.step],
@@ -465,7 +475,12 @@ class LlamaModel:
             if x == 0:
                 x = n_tokens
             elif y == 0:
-                y = n_tokens if not d.label.startswith("matmul") else -(-n_tokens // self.matmul_tile_tokens)
+                if d.label.startswith("matmul_broadcast"):
+                    y = -(-n_tokens // MATMUL_BROADCAST_TOKENS)
+                elif d.label.startswith("matmul"):
+                    y = -(-n_tokens // self.matmul_tile_tokens)
+                else:
+                    y = n_tokens
             out.append(replace(d, workgroups=(x, y, z)) if (x, y, z) != d.workgroups else d)
         return out
 
