@@ -320,7 +320,9 @@ def test_client_timing_out_on_a_non_streamed_request_stops_its_generation(server
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.url}/chat/completions", json=body, timeout=httpx.Timeout(1.0, connect=10.0))
     _wait_until_idle(server)
-    assert engine.last_stats().per_choice[0].completion_tokens < 20
+    stats = engine.last_stats().per_choice[0]
+    # stopped soon after the client's 1 s timeout (a token count would depend on the adapter's speed)
+    assert stats.completion_tokens < 200 and stats.prefill_seconds + stats.decode_seconds < 1.0 + 2.0, stats
 
 
 @pytest.mark.slow
