@@ -1,5 +1,6 @@
 // Causal grouped-query attention of a chunk of queries over the KV cache, as attention.wgsl (same
-// formula, sliding window, bindings and dispatch (n_head, n_tokens, 1)), for CPU Vulkan drivers.
+// formula, sliding window and bindings; dispatch (n_head, ceil(n_tokens / QUERIES), 1)), for CPU
+// Vulkan drivers.
 //
 // Why another kernel: lavapipe runs a subgroup as the SIMD lanes of one CPU thread and loads memory
 // at lane-varying addresses one lane at a time, and barriers are coroutine switches. attention.wgsl's
@@ -12,9 +13,11 @@
 //     rescale per block (two exp a lane) instead of one per key;
 //   values: lane l owns vec4 columns l, l + WORKGROUP, ... of the output (COLS_PER_LANE of them)
 //     and adds p_j v_j for each key j of the block, p_j fetched by subgroupShuffle.
-// lavapipe, 2 cores, SmolLM2 at depth 1024: attention.wgsl made the decode step 132 ms; a kernel
-// with one key per step (a subgroupAdd and two exp per key) 72 ms; this 69 ms: the K and V
-// values each lane loads (the same in all three) now set its time.
+// In prefill a workgroup takes QUERIES consecutive queries of one head (up to 4, as registers
+// allow), so each key and value row a lane loads serves all of them.
+// lavapipe, 2 cores, SmolLM2: at depth 1024 attention.wgsl made the decode step 132 ms, a first
+// version of this kernel with one key per step (a subgroupAdd and two exp per key) 72 ms, this 69 ms;
+// prefill of 512 tokens, attention alone: 3.3 s with one query a workgroup, 2.2 s with four.
 // Tested by tests/test_kernels_attention.py against numpy float64.
 
 struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
@@ -31,53 +34,82 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 override WORKGROUP: u32 = 8u;      // the subgroup size: the lanes must form one subgroup
 override HEAD_VEC4: u32 = 16u;     // head_dim / 4, at most MAX_HEAD_VEC4
 override COLS_PER_LANE: u32 = 2u;  // ceil(HEAD_VEC4 / WORKGROUP), at most MAX_COLS_PER_LANE
+override QUERIES: u32 = 1u;        // queries a workgroup (prefill): 1, 2 or 4, QUERIES · HEAD_VEC4 <= MAX_HEAD_VEC4
 const MAX_HEAD_VEC4: u32 = 64u;    // head_dim 256
 const MAX_COLS_PER_LANE: u32 = 16u;  // head_dim 256 on 4-lane subgroups
+const MAX_QUERIES: u32 = 4u;
 const NEG_BIG: f32 = -3.4028235e38;  // stands in for -inf: exp(NEG_BIG - m) == 0 for any finite m
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let head = wg.x;
-    let t = wg.y;
     let kv_head = head / (params.n_head / params.n_kv_head);
     let kv_stride = params.n_kv_head * HEAD_VEC4;  // vec4s per cache row
     let kv_offset = kv_head * HEAD_VEC4;
-    let n_keys = step.position + t + 1u;  // keys 0..p exist; the window may start later
-    var first_key = 0u;
-    if (params.window > 0u && n_keys > params.window) { first_key = n_keys - params.window; }
-    let q_base = (t * params.n_head + head) * HEAD_VEC4;
-
-    var q_all: array<vec4<f32>, MAX_HEAD_VEC4>;
-    for (var c = 0u; c < HEAD_VEC4; c++) { q_all[c] = q[q_base + c] * params.scale; }
-    // Output columns past the head (HEAD_VEC4 not a multiple of WORKGROUP) accumulate the last
-    // column again and are never written.
-    var acc: array<vec4<f32>, MAX_COLS_PER_LANE>;
-    for (var i = 0u; i < COLS_PER_LANE; i++) { acc[i] = vec4<f32>(0.0); }
-    var m = NEG_BIG;
-    var l = 0.0;
+    // Queries t0 .. t0 + QUERIES - 1 of the chunk (those past its end redo its last one, unwritten);
+    // query i sees keys first[i] .. ends[i] - 1, and the workgroup walks the union of their ranges.
+    let t0 = wg.y * QUERIES;
+    var ends: array<u32, MAX_QUERIES>;
+    var firsts: array<u32, MAX_QUERIES>;
+    // q of queries 0..3 (one array each: a loop over the columns then unrolls into straight code)
+    var q0: array<vec4<f32>, MAX_HEAD_VEC4>;
+    var q1: array<vec4<f32>, MAX_HEAD_VEC4 / 2u>;
+    var q2: array<vec4<f32>, MAX_HEAD_VEC4 / 4u>;
+    var q3: array<vec4<f32>, MAX_HEAD_VEC4 / 4u>;
+    var acc: array<vec4<f32>, MAX_QUERIES * MAX_COLS_PER_LANE>;  // i · COLS_PER_LANE + j: column lane + j · WORKGROUP
+    var m: array<f32, MAX_QUERIES>;
+    var l: array<f32, MAX_QUERIES>;
+    var p: array<f32, MAX_QUERIES>;
+    for (var i = 0u; i < QUERIES; i++) {
+        let t = min(t0 + i, step.n_tokens - 1u);
+        ends[i] = step.position + t + 1u;  // keys 0..p exist; the window may start later
+        firsts[i] = select(0u, ends[i] - params.window, params.window > 0u && ends[i] > params.window);
+        let q_base = (t * params.n_head + head) * HEAD_VEC4;
+        for (var c = 0u; c < HEAD_VEC4; c++) {
+            let v = q[q_base + c] * params.scale;
+            if (i == 0u) { q0[c] = v; } else if (i == 1u) { q1[c] = v; } else if (i == 2u) { q2[c] = v; } else { q3[c] = v; }
+        }
+        // Output columns past the head (HEAD_VEC4 not a multiple of WORKGROUP) accumulate the last
+        // column again and are never written.
+        for (var j = 0u; j < COLS_PER_LANE; j++) { acc[i * COLS_PER_LANE + j] = vec4<f32>(0.0); }
+        m[i] = NEG_BIG;
+        l[i] = 0.0;
+    }
+    let first_key = firsts[0];
+    let n_keys = ends[QUERIES - 1u];
     for (var block = first_key; block < n_keys; block += WORKGROUP) {
         // Keys past the last read the last one, with p = 0.
         let key = block + lane;
         let k_row = min(key, n_keys - 1u) * kv_stride + kv_offset;
-        var s = 0.0;
-        for (var c = 0u; c < HEAD_VEC4; c++) { s += dot(q_all[c], k_cache[k_row + c]); }
-        s = select(NEG_BIG, s, key < n_keys);
-        let m_new = max(m, subgroupMax(s));
-        let alpha = exp(m - m_new);
-        let p = exp(s - m_new);
-        l = l * alpha + subgroupAdd(p);
-        m = m_new;
-        for (var i = 0u; i < COLS_PER_LANE; i++) { acc[i] *= alpha; }
-        for (var j = 0u; j < WORKGROUP; j++) {
-            let p_j = subgroupShuffle(p, j);
-            let v_row = min(block + j, n_keys - 1u) * kv_stride + kv_offset;
-            for (var i = 0u; i < COLS_PER_LANE; i++) {
-                acc[i] += p_j * v_cache[v_row + min(lane + i * WORKGROUP, HEAD_VEC4 - 1u)];
+        var s = vec4<f32>(0.0);
+        for (var c = 0u; c < HEAD_VEC4; c++) {
+            let k = k_cache[k_row + c];
+            s.x += dot(q0[c], k);
+            if (QUERIES > 1u) { s.y += dot(q1[c], k); }
+            if (QUERIES > 2u) { s.z += dot(q2[c], k); s.w += dot(q3[c], k); }
+        }
+        for (var i = 0u; i < QUERIES; i++) {
+            let visible = key >= firsts[i] && key < ends[i];
+            let m_new = max(m[i], subgroupMax(select(NEG_BIG, s[i], visible)));
+            let alpha = exp(m[i] - m_new);
+            p[i] = select(0.0, exp(s[i] - m_new), visible);
+            l[i] = l[i] * alpha + subgroupAdd(p[i]);
+            m[i] = m_new;
+            for (var j = 0u; j < COLS_PER_LANE; j++) { acc[i * COLS_PER_LANE + j] *= alpha; }
+        }
+        for (var k = 0u; k < WORKGROUP; k++) {
+            let v_row = min(block + k, n_keys - 1u) * kv_stride + kv_offset;
+            for (var j = 0u; j < COLS_PER_LANE; j++) {
+                let v = v_cache[v_row + min(lane + j * WORKGROUP, HEAD_VEC4 - 1u)];
+                for (var i = 0u; i < QUERIES; i++) { acc[i * COLS_PER_LANE + j] += subgroupShuffle(p[i], k) * v; }
             }
         }
     }
-    for (var i = 0u; i < COLS_PER_LANE; i++) {
-        let c = lane + i * WORKGROUP;
-        if (c < HEAD_VEC4) { out[q_base + c] = acc[i] / l; }
+    for (var i = 0u; i < QUERIES; i++) {
+        let t = t0 + i;
+        for (var j = 0u; j < COLS_PER_LANE; j++) {
+            let c = lane + j * WORKGROUP;
+            if (t < step.n_tokens && c < HEAD_VEC4) { out[(t * params.n_head + head) * HEAD_VEC4 + c] = acc[i * COLS_PER_LANE + j] / l[i]; }
+        }
     }
 }

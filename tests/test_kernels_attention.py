@@ -41,7 +41,8 @@ def attention_kernel(request, ctx):
 
 
 def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
-                  kernel: str = "attention") -> np.ndarray:
+                  kernel: str = "attention", queries: int = 0) -> np.ndarray:
+    """`queries`: attention_subgroup's queries a workgroup (0: as many as its registers allow, 1 for one token)."""
     n_tokens, n_head, head_dim = q.shape
     out = ctx.empty(q.nbytes)
     ctx.fill(out)
@@ -51,8 +52,10 @@ def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window:
     constants = {}
     if kernel == "attention_subgroup":
         lanes = ctx.subgroup_size
-        constants = {"WORKGROUP": lanes, "HEAD_VEC4": head_dim // 4, "COLS_PER_LANE": -(-head_dim // (4 * lanes))}
-    ctx.run([ctx.dispatch(kernel, buffers, (n_head, n_tokens), **constants)])
+        queries = queries or (1 if n_tokens == 1 else next(n for n in (4, 2, 1) if n * head_dim <= 256))
+        constants = {"WORKGROUP": lanes, "HEAD_VEC4": head_dim // 4, "COLS_PER_LANE": -(-head_dim // (4 * lanes)),
+                     "QUERIES": queries}
+    ctx.run([ctx.dispatch(kernel, buffers, (n_head, -(-n_tokens // (queries or 1))), **constants)])
     return ctx.read(out, np.float32, n_tokens * n_head * head_dim).reshape(n_tokens, n_head * head_dim)
 
 

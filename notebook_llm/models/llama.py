@@ -202,6 +202,7 @@ class LlamaModel:
             self.attention_kernel = "attention_subgroup"
             self.attention_constants = {"WORKGROUP": ctx.subgroup_size, "HEAD_VEC4": cfg.head_dim // 4,
                                         "COLS_PER_LANE": -(-cfg.head_dim // (4 * ctx.subgroup_size))}
+        self.attention_queries = next(n for n in (4, 2, 1) if n * cfg.head_dim <= 256)  # attention_subgroup in prefill
         self.matmul_tokens_per_thread = 4 if cfg.dim >= MATMUL_WIDE_TILES_MIN_DIM else 2
         self.matmul_tile_tokens = 16 * self.matmul_tokens_per_thread
         self._upload_weights(model_file, progress)
@@ -382,7 +383,7 @@ class LlamaModel:
                 c.dispatch("rope_kv_write", [self.qkv, *epilogue, self.q, *caches, self.rope_params, self.step],
                            (0, cfg.n_head + cfg.n_kv_head, 1), **switches),
                 c.dispatch(self.attention_kernel, [self.q, *caches, self.attn, attention_params, self.step],
-                           (cfg.n_head, 0, 1), **self.attention_constants),
+                           (cfg.n_head, 0, 1), **self._attention_constants(decode)),
             ]
         split = c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
                                                *epilogue, self.rope_params],
@@ -392,6 +393,13 @@ class LlamaModel:
         return [split, c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params,
                                                         self.attention_chunk_params, self.step],
                                   (cfg.n_head, 1, 1), CHUNK=ATTENTION_CHUNK)]
+
+    def _attention_constants(self, decode: bool) -> dict:
+        """attention_subgroup.wgsl's pipeline constants: one query a workgroup in decode, in prefill
+        as many as fit its registers (up to 4: each key and value row is then read once for them)."""
+        if self.attention_kernel != "attention_subgroup":
+            return {}
+        return {**self.attention_constants, "QUERIES": 1 if decode else self.attention_queries}
 
     def _combine_in_output_projection(self) -> bool:
         """GPU decode of small models: the output projection merges the attention chunks itself."""
@@ -475,7 +483,9 @@ class LlamaModel:
             if x == 0:
                 x = n_tokens
             elif y == 0:
-                if d.label.startswith("matmul_broadcast"):
+                if d.label == "attention_subgroup":
+                    y = -(-n_tokens // self.attention_queries)
+                elif d.label.startswith("matmul_broadcast"):
                     y = -(-n_tokens // MATMUL_BROADCAST_TOKENS)
                 elif d.label.startswith("matmul"):
                     y = -(-n_tokens // self.matmul_tile_tokens)
