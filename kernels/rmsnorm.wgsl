@@ -22,7 +22,7 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 override LAST_ROW_ONLY: bool = false;
 override ACCUMULATE: bool = false;
-const WORKGROUP: u32 = 256u;
+override WORKGROUP: u32 = 256u;  // a power of two; CPU adapters take 16 (fewer SIMD batches a barrier)
 
 var<workgroup> partial: array<f32, WORKGROUP>;
 

@@ -48,7 +48,7 @@ override HAS_BIAS: bool = false;
 override QK_NORM: bool = false;
 override NEOX: bool = false;
 
-const WORKGROUP: u32 = 64u;
+override WORKGROUP: u32 = 64u;  // a power of two; CPU adapters take 16
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -25,8 +25,9 @@ def rmsnorm_reference(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarr
 
 
 def run_rmsnorm(ctx, x: np.ndarray, weight: np.ndarray, eps: float, last_row_only: bool,
-                residual: np.ndarray | None = None) -> np.ndarray:
-    """out = rmsnorm(x), poisoned with NaN first; or residual + rmsnorm(x) with ACCUMULATE."""
+                residual: np.ndarray | None = None, workgroup: int = 256) -> np.ndarray:
+    """out = rmsnorm(x), poisoned with NaN first; or residual + rmsnorm(x) with ACCUMULATE.
+    `workgroup`: lanes a row (256 on GPUs, 16 on CPU adapters)."""
     n_tokens, dim = x.shape
     out_rows = 1 if last_row_only else n_tokens
     out = ctx.empty(out_rows * dim * 4)
@@ -36,6 +37,7 @@ def run_rmsnorm(ctx, x: np.ndarray, weight: np.ndarray, eps: float, last_row_onl
     params = ctx.uniform(struct.pack("<IfII", dim, eps, 0, 0))
     buffers = [ctx.buffer(x), ctx.buffer(weight), out, params, step_uniform(ctx, n_tokens)]
     accumulate = {"ACCUMULATE": True} if residual is not None else {}
+    accumulate["WORKGROUP"] = workgroup
     if last_row_only:
         ctx.run([ctx.dispatch("rmsnorm", buffers, 1, LAST_ROW_ONLY=True, **accumulate)])
     else:
@@ -43,12 +45,13 @@ def run_rmsnorm(ctx, x: np.ndarray, weight: np.ndarray, eps: float, last_row_onl
     return ctx.read(out, np.float32, out_rows * dim).reshape(out_rows, dim)
 
 
+@pytest.mark.parametrize("workgroup", [256, 16])
 @pytest.mark.parametrize("n_tokens, dim", [(1, 576), (7, 576), (3, 100), (2, 2048)])
-def test_rmsnorm_matches_numpy_per_row(ctx, rng, n_tokens, dim):
+def test_rmsnorm_matches_numpy_per_row(ctx, rng, n_tokens, dim, workgroup):
     # Rows with very different scales: the norm must be per row.
     x = (rng.standard_normal((n_tokens, dim)) * rng.uniform(0.01, 30.0, (n_tokens, 1))).astype(np.float32)
     weight = rng.uniform(-2.0, 2.0, dim).astype(np.float32)
-    out = run_rmsnorm(ctx, x, weight, 1e-5, last_row_only=False)
+    out = run_rmsnorm(ctx, x, weight, 1e-5, last_row_only=False, workgroup=workgroup)
     # float32 sum of `dim` squares and one inverseSqrt: a few ulp (~1e-7) per element; 1e-5 leaves room.
     assert relative_error(out, rmsnorm_reference(x, weight, 1e-5)) < 1e-5
 
@@ -131,8 +134,9 @@ def head_rmsnorm_reference(x: np.ndarray, weight: np.ndarray, eps: float) -> np.
         (4, 30, 6, 2, 48, 36, 10000.0, True, False, False),  # Phi-4-mini-like partial rotary, halves
     ],
 )
+@pytest.mark.parametrize("workgroup", [64, 16])  # lanes a head: GPUs, CPU adapters
 def test_rope_kv_write_rotates_q_and_k_and_writes_cache_rows(
-    ctx, rng, n_tokens, position, n_head, n_kv_head, head_dim, rope_dim, freq_base, neox, bias, qk_norm
+    ctx, rng, n_tokens, position, n_head, n_kv_head, head_dim, rope_dim, freq_base, neox, bias, qk_norm, workgroup
 ):
     max_context = position + n_tokens + 3
     eps = 1e-6
@@ -153,7 +157,7 @@ def test_rope_kv_write_rotates_q_and_k_and_writes_cache_rows(
     buffers = [ctx.buffer(qkv), ctx.buffer(bias_values), ctx.buffer(q_norm), ctx.buffer(k_norm), ctx.buffer(table),
                q_out, k_cache, v_cache, params, step_uniform(ctx, n_tokens, position)]
     ctx.run([ctx.dispatch("rope_kv_write", buffers, (n_tokens, n_head + n_kv_head),
-                          HAS_BIAS=bias, QK_NORM=qk_norm, NEOX=neox)])
+                          HAS_BIAS=bias, QK_NORM=qk_norm, NEOX=neox, WORKGROUP=workgroup)])
 
     positions = position + np.arange(n_tokens)
     x = qkv.astype(np.float64) + (bias_values.astype(np.float64) if bias else 0.0)

@@ -93,6 +93,7 @@ BROADCAST_MATVEC_ROWS_PER_THREAD = 4
 # weight dequantized once per 16 tokens. lavapipe, 2 cores, [3072, 576] × 128 tokens: 127 ms with
 # matmul.wgsl, 15.2 with 8 tokens a workgroup, 13.4 with 16.
 MATMUL_BROADCAST_TOKENS = 16
+CPU_ROW_WORKGROUP = 16
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,10 @@ class LlamaModel:
             self.attention_constants = {"WORKGROUP": ctx.subgroup_size, "HEAD_VEC4": cfg.head_dim // 4,
                                         "COLS_PER_LANE": -(-cfg.head_dim // (4 * ctx.subgroup_size))}
         self.attention_queries = next(n for n in (4, 2, 1) if n * cfg.head_dim <= 256)  # attention_subgroup in prefill
+        # rmsnorm.wgsl and rope_kv_write.wgsl (a workgroup a row or head): CPU drivers run a workgroup
+        # as SIMD batches of 8 lanes between barriers, so few lanes; lavapipe, SmolLM2, 512-token
+        # prefill: the 61 norms 438 -> 111 ms, the 30 RoPE/KV writes 357 -> 217 ms with 16 lanes.
+        self.row_kernel_workgroup = {"WORKGROUP": CPU_ROW_WORKGROUP} if ctx.gpu.adapter.is_cpu else {}
         self.matmul_tokens_per_thread = 4 if cfg.dim >= MATMUL_WIDE_TILES_MIN_DIM else 2
         self.matmul_tile_tokens = 16 * self.matmul_tokens_per_thread
         self._upload_weights(model_file, progress)
@@ -381,7 +386,7 @@ class LlamaModel:
         if not (decode and self.fused_decode):
             return [
                 c.dispatch("rope_kv_write", [self.qkv, *epilogue, self.q, *caches, self.rope_params, self.step],
-                           (0, cfg.n_head + cfg.n_kv_head, 1), **switches),
+                           (0, cfg.n_head + cfg.n_kv_head, 1), **switches, **self.row_kernel_workgroup),
                 c.dispatch(self.attention_kernel, [self.q, *caches, self.attn, attention_params, self.step],
                            (cfg.n_head, 0, 1), **self._attention_constants(decode)),
             ]
@@ -417,7 +422,7 @@ class LlamaModel:
         """y = rmsnorm(residual) · norm · Wᵀ: the norm fused into the matvec in decode, its own dispatch in prefill."""
         if decode and self.fused_prologues:
             return self._linear(m, self.x, y, decode, prologue="rmsnorm", prologue_buffers=(norm, self.norm_params))
-        return [self.ctx.dispatch("rmsnorm", [self.x, norm, self.x_norm, self.norm_params, self.step], (0, 1, 1)),
+        return [self.ctx.dispatch("rmsnorm", [self.x, norm, self.x_norm, self.norm_params, self.step], (0, 1, 1), **self.row_kernel_workgroup),
                 *self._linear(m, self.x_norm, y, decode)]
 
     def _ffn_down(self, layer: dict, decode: bool) -> list[Dispatch]:
@@ -438,7 +443,7 @@ class LlamaModel:
             return self._linear(block_linear, x, self.x, decode, accumulate=True, prologue=prologue,
                                 prologue_buffers=prologue_buffers)
         return self._linear(block_linear, x, self.block_out, decode, prologue=prologue, prologue_buffers=prologue_buffers) + [
-            self.ctx.dispatch("rmsnorm", [self.block_out, post_norm, self.x, self.norm_params, self.step], (0, 1, 1), ACCUMULATE=True)
+            self.ctx.dispatch("rmsnorm", [self.block_out, post_norm, self.x, self.norm_params, self.step], (0, 1, 1), ACCUMULATE=True, **self.row_kernel_workgroup)
         ]
 
     def _layer(self, i: int, decode: bool) -> list[Dispatch]:
@@ -471,7 +476,7 @@ class LlamaModel:
         if decode and self.fused_prologues:  # one token: the norm fused into the LM head's matvec
             return self._linear(self.lm_head, self.x, self.logits, decode=True, prologue="rmsnorm", prologue_buffers=(self.output_norm, self.norm_params))
         return [
-            self.ctx.dispatch("rmsnorm", [self.x, self.output_norm, self.last_norm, self.norm_params, self.step], (1, 1, 1), LAST_ROW_ONLY=True),
+            self.ctx.dispatch("rmsnorm", [self.x, self.output_norm, self.last_norm, self.norm_params, self.step], (1, 1, 1), LAST_ROW_ONLY=True, **self.row_kernel_workgroup),
             *self._linear(self.lm_head, self.last_norm, self.logits, decode=True),
         ]
 
@@ -510,7 +515,7 @@ class LlamaModel:
         if self._logits_graph is None:
             self.all_logits = c.empty(n * cfg.vocab_size * 4, label="all_logits")
             self._logits_graph = self._body(decode=False) + [
-                c.dispatch("rmsnorm", [self.x, self.output_norm, self.x_norm, self.norm_params, self.step], (0, 1, 1)),
+                c.dispatch("rmsnorm", [self.x, self.output_norm, self.x_norm, self.norm_params, self.step], (0, 1, 1), **self.row_kernel_workgroup),
                 *self._linear(self.lm_head, self.x_norm, self.all_logits, decode=False),
             ]
         out = []
