@@ -33,7 +33,7 @@ struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
 const WORKGROUP: u32 = 16u;
 const THREADS_PER_ROW: u32 = 1u;  // the reduce include's row_total goes unused: a lane sums whole rows
 override ACCUMULATE: bool = false;
-override ROWS_PER_THREAD: u32 = 4u;  // 1, 2 or 4
+override ROWS_PER_THREAD: u32 = 4u;  // 1, 2, 4 or 8
 
 //!include input
 //!include reduce
@@ -75,25 +75,31 @@ fn main(inv: Invocation, @builtin(subgroup_invocation_id) lane: u32) {
     // Every lane runs the loop, rows past the end re-reading the last row (their sums are never
     // written): a lane that left it would leave its share of the input unloaded for the others.
     let last_row = params.rows - 1u;
-    let row0 = min(first_row, last_row);
-    let row1 = min(first_row + 1u, last_row);
-    let row2 = min(first_row + 2u, last_row);
-    let row3 = min(first_row + 3u, last_row);
+    // Accumulators of rows first_row + 0..3 and 4..7: no array, which a CPU driver may keep in
+    // memory; the branches on ROWS_PER_THREAD vanish when the pipeline is made.
     var sum = vec4<f32>(0.0);
+    var sum_high = vec4<f32>(0.0);
     for (var g = 0u; g < params.cols / 32u; g++) {
         let c = shared_columns(g, lane, inv.subgroup_size);
-        sum.x += group_dot(row0, g, params.cols, c);
-        if (ROWS_PER_THREAD > 1u) { sum.y += group_dot(row1, g, params.cols, c); }
+        sum.x += group_dot(min(first_row, last_row), g, params.cols, c);
+        if (ROWS_PER_THREAD > 1u) { sum.y += group_dot(min(first_row + 1u, last_row), g, params.cols, c); }
         if (ROWS_PER_THREAD > 2u) {
-            sum.z += group_dot(row2, g, params.cols, c);
-            sum.w += group_dot(row3, g, params.cols, c);
+            sum.z += group_dot(min(first_row + 2u, last_row), g, params.cols, c);
+            sum.w += group_dot(min(first_row + 3u, last_row), g, params.cols, c);
+        }
+        if (ROWS_PER_THREAD > 4u) {
+            sum_high.x += group_dot(min(first_row + 4u, last_row), g, params.cols, c);
+            sum_high.y += group_dot(min(first_row + 5u, last_row), g, params.cols, c);
+            sum_high.z += group_dot(min(first_row + 6u, last_row), g, params.cols, c);
+            sum_high.w += group_dot(min(first_row + 7u, last_row), g, params.cols, c);
         }
     }
     for (var r = 0u; r < ROWS_PER_THREAD; r++) {
         let row = first_row + r;
         if (row < params.rows) {
             let out = params.row_offset + row;
-            if (ACCUMULATE) { y[out] += sum[r]; } else { y[out] = sum[r]; }
+            let value = select(sum_high[r & 3u], sum[r & 3u], r < 4u);
+            if (ACCUMULATE) { y[out] += value; } else { y[out] = value; }
         }
     }
 }

@@ -326,7 +326,7 @@ def width32(qtype: QT) -> int:
     return 768 if qtype in K_QUANTS else 608
 
 
-@pytest.mark.parametrize("rows_per_thread", [1, 2, 4])
+@pytest.mark.parametrize("rows_per_thread", [1, 2, 4, 8])
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
 def test_matvec_broadcast_matches_numpy(ctx, rng, subgroups, qtype, rows_per_thread):
     """Every layout's group32 reader; 203 rows leave lanes of the last workgroup past the end

@@ -87,8 +87,10 @@ FUSED_COMBINE_MAX_WEIGHTS = 2 * 2**20
 # the input shared through subgroup broadcasts, 16 lanes a workgroup, 4 rows a lane. lavapipe on 2
 # cores, SmolLM2's [3072, 576] FFN up: 1315 µs with matvec.wgsl as the model ran it (4 lanes a
 # row, 1 row a lane), 657 with its best configuration, 316 with this (benchmarks/matvec_sweep.py).
+# 8 rows a lane (the input loaded once for more rows) where that still leaves 16+ workgroups: [3072,
+# 576] 270 -> 254 µs, the [49152, 576] Q8_0 LM head -7%; smaller matrices lose cores with it.
 BROADCAST_MATVEC_WORKGROUP = 16
-BROADCAST_MATVEC_ROWS_PER_THREAD = 4
+BROADCAST_MATVEC_TALL_ROWS = 2048
 # Prefill on the same drivers: kernels/matmul_broadcast.wgsl, 64 rows × 16 tokens a workgroup, each
 # weight dequantized once per 16 tokens. lavapipe, 2 cores, [3072, 576] × 128 tokens: 127 ms with
 # matmul.wgsl, 15.2 with 8 tokens a workgroup, 13.4 with 16.
@@ -130,6 +132,10 @@ def _step_bytes(n_tokens: int, position: int, seed: int = 0, temperature: float 
 def _matvec_workgroups(rows: int, rows_per_workgroup: int) -> tuple[int, int, int]:
     groups = -(-rows // rows_per_workgroup)
     return (min(groups, MAX_WORKGROUPS), -(-groups // MAX_WORKGROUPS), 1)
+
+
+def _broadcast_matvec_rows_per_thread(rows: int) -> int:
+    return 8 if rows >= BROADCAST_MATVEC_TALL_ROWS else 4
 
 
 def _int8_matvec_threads_per_row(rows: int) -> int:
@@ -342,7 +348,7 @@ class LlamaModel:
                     constants["THREADS_PER_ROW"] = _int8_matvec_threads_per_row(b.rows)
                     rows_per_workgroup = MATVEC_WORKGROUP // constants["THREADS_PER_ROW"] * rows_per_thread
                 elif self.broadcast_matvec and m.cols % 32 == 0:
-                    kernel, rows_per_thread = "matvec_broadcast", BROADCAST_MATVEC_ROWS_PER_THREAD
+                    kernel, rows_per_thread = "matvec_broadcast", _broadcast_matvec_rows_per_thread(b.rows)
                     rows_per_workgroup = BROADCAST_MATVEC_WORKGROUP * rows_per_thread
                 else:
                     kernel, rows_per_thread = "matvec", self._matvec_rows_per_thread(b.rows)
