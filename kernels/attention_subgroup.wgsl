@@ -1,6 +1,6 @@
 // Causal grouped-query attention of a chunk of queries over the KV cache, as attention.wgsl (same
-// formula, sliding window and bindings; dispatch (n_head, ceil(n_tokens / QUERIES), 1)), for CPU
-// Vulkan drivers.
+// formula, sliding window and bindings; dispatch (n_head / HEADS, ceil(n_tokens / TOKENS), 1)), for
+// CPU Vulkan drivers.
 //
 // Why another kernel: lavapipe runs a subgroup as the SIMD lanes of one CPU thread and loads memory
 // at lane-varying addresses one lane at a time, and barriers are coroutine switches. attention.wgsl's
@@ -13,8 +13,9 @@
 //     rescale per block (two exp a lane) instead of one per key;
 //   values: lane l owns vec4 columns l, l + WORKGROUP, ... of the output (COLS_PER_LANE of them)
 //     and adds p_j v_j for each key j of the block, p_j fetched by subgroupShuffle.
-// In prefill a workgroup takes QUERIES consecutive queries of one head (up to 4, as registers
-// allow), so each key and value row a lane loads serves all of them.
+// A workgroup takes up to 4 (head, query) pairs, as registers allow: in decode the heads that share
+// a KV head, in prefill 4 consecutive queries of one head; each key and value row a lane loads
+// serves all of them.
 // lavapipe, 2 cores, SmolLM2: at depth 1024 attention.wgsl made the decode step 132 ms, a first
 // version of this kernel with one key per step (a subgroupAdd and two exp per key) 72 ms, this 69 ms;
 // prefill of 512 tokens, attention alone: 3.3 s with one query a workgroup, 2.2 s with four.
@@ -34,37 +35,41 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 override WORKGROUP: u32 = 8u;      // the subgroup size: the lanes must form one subgroup
 override HEAD_VEC4: u32 = 16u;     // head_dim / 4, at most MAX_HEAD_VEC4
 override COLS_PER_LANE: u32 = 2u;  // ceil(HEAD_VEC4 / WORKGROUP), at most MAX_COLS_PER_LANE
-override QUERIES: u32 = 1u;        // queries a workgroup (prefill): 1, 2 or 4, QUERIES · HEAD_VEC4 <= MAX_HEAD_VEC4
+// A workgroup computes SLOTS = HEADS · TOKENS (head, query) pairs: HEADS consecutive heads (of one
+// KV head: HEADS divides n_head / n_kv_head) × TOKENS consecutive queries; SLOTS · HEAD_VEC4 <= MAX_HEAD_VEC4.
+override HEADS: u32 = 1u;
+override TOKENS: u32 = 1u;
 const MAX_HEAD_VEC4: u32 = 64u;    // head_dim 256
 const MAX_COLS_PER_LANE: u32 = 16u;  // head_dim 256 on 4-lane subgroups
-const MAX_QUERIES: u32 = 4u;
+const MAX_SLOTS: u32 = 4u;
 const NEG_BIG: f32 = -3.4028235e38;  // stands in for -inf: exp(NEG_BIG - m) == 0 for any finite m
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-    let head = wg.x;
-    let kv_head = head / (params.n_head / params.n_kv_head);
+    let slots = HEADS * TOKENS;
+    let head0 = wg.x * HEADS;
+    let kv_head = head0 / (params.n_head / params.n_kv_head);
     let kv_stride = params.n_kv_head * HEAD_VEC4;  // vec4s per cache row
     let kv_offset = kv_head * HEAD_VEC4;
-    // Queries t0 .. t0 + QUERIES - 1 of the chunk (those past its end redo its last one, unwritten);
-    // query i sees keys first[i] .. ends[i] - 1, and the workgroup walks the union of their ranges.
-    let t0 = wg.y * QUERIES;
-    var ends: array<u32, MAX_QUERIES>;
-    var firsts: array<u32, MAX_QUERIES>;
-    // q of queries 0..3 (one array each: a loop over the columns then unrolls into straight code)
+    // Slot i: head head0 + i % HEADS, query t0 + i / HEADS of the chunk (queries past its end redo its
+    // last one, unwritten); it sees keys firsts[i] .. ends[i] - 1, and the workgroup walks the union.
+    let t0 = wg.y * TOKENS;
+    var ends: array<u32, MAX_SLOTS>;
+    var firsts: array<u32, MAX_SLOTS>;
+    // q of slots 0..3 (one array each: a loop over the columns then unrolls into straight code)
     var q0: array<vec4<f32>, MAX_HEAD_VEC4>;
     var q1: array<vec4<f32>, MAX_HEAD_VEC4 / 2u>;
     var q2: array<vec4<f32>, MAX_HEAD_VEC4 / 4u>;
     var q3: array<vec4<f32>, MAX_HEAD_VEC4 / 4u>;
-    var acc: array<vec4<f32>, MAX_QUERIES * MAX_COLS_PER_LANE>;  // i · COLS_PER_LANE + j: column lane + j · WORKGROUP
-    var m: array<f32, MAX_QUERIES>;
-    var l: array<f32, MAX_QUERIES>;
-    var p: array<f32, MAX_QUERIES>;
-    for (var i = 0u; i < QUERIES; i++) {
-        let t = min(t0 + i, step.n_tokens - 1u);
+    var acc: array<vec4<f32>, MAX_SLOTS * MAX_COLS_PER_LANE>;  // i · COLS_PER_LANE + j: column lane + j · WORKGROUP
+    var m: array<f32, MAX_SLOTS>;
+    var l: array<f32, MAX_SLOTS>;
+    var p: array<f32, MAX_SLOTS>;
+    for (var i = 0u; i < slots; i++) {
+        let t = min(t0 + i / HEADS, step.n_tokens - 1u);
         ends[i] = step.position + t + 1u;  // keys 0..p exist; the window may start later
         firsts[i] = select(0u, ends[i] - params.window, params.window > 0u && ends[i] > params.window);
-        let q_base = (t * params.n_head + head) * HEAD_VEC4;
+        let q_base = (t * params.n_head + head0 + i % HEADS) * HEAD_VEC4;
         for (var c = 0u; c < HEAD_VEC4; c++) {
             let v = q[q_base + c] * params.scale;
             if (i == 0u) { q0[c] = v; } else if (i == 1u) { q1[c] = v; } else if (i == 2u) { q2[c] = v; } else { q3[c] = v; }
@@ -76,7 +81,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         l[i] = 0.0;
     }
     let first_key = firsts[0];
-    let n_keys = ends[QUERIES - 1u];
+    let n_keys = ends[slots - 1u];
     for (var block = first_key; block < n_keys; block += WORKGROUP) {
         // Keys past the last read the last one, with p = 0.
         let key = block + lane;
@@ -85,10 +90,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var c = 0u; c < HEAD_VEC4; c++) {
             let k = k_cache[k_row + c];
             s.x += dot(q0[c], k);
-            if (QUERIES > 1u) { s.y += dot(q1[c], k); }
-            if (QUERIES > 2u) { s.z += dot(q2[c], k); s.w += dot(q3[c], k); }
+            if (slots > 1u) { s.y += dot(q1[c], k); }
+            if (slots > 2u) { s.z += dot(q2[c], k); }
+            if (slots > 3u) { s.w += dot(q3[c], k); }
         }
-        for (var i = 0u; i < QUERIES; i++) {
+        for (var i = 0u; i < slots; i++) {
             let visible = key >= firsts[i] && key < ends[i];
             let m_new = max(m[i], subgroupMax(select(NEG_BIG, s[i], visible)));
             let alpha = exp(m[i] - m_new);
@@ -101,15 +107,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let v_row = min(block + k, n_keys - 1u) * kv_stride + kv_offset;
             for (var j = 0u; j < COLS_PER_LANE; j++) {
                 let v = v_cache[v_row + min(lane + j * WORKGROUP, HEAD_VEC4 - 1u)];
-                for (var i = 0u; i < QUERIES; i++) { acc[i * COLS_PER_LANE + j] += subgroupShuffle(p[i], k) * v; }
+                for (var i = 0u; i < slots; i++) { acc[i * COLS_PER_LANE + j] += subgroupShuffle(p[i], k) * v; }
             }
         }
     }
-    for (var i = 0u; i < QUERIES; i++) {
-        let t = t0 + i;
+    for (var i = 0u; i < slots; i++) {
+        let t = t0 + i / HEADS;
         for (var j = 0u; j < COLS_PER_LANE; j++) {
             let c = lane + j * WORKGROUP;
-            if (t < step.n_tokens && c < HEAD_VEC4) { out[(t * params.n_head + head) * HEAD_VEC4 + c] = acc[i * COLS_PER_LANE + j] / l[i]; }
+            if (t < step.n_tokens && c < HEAD_VEC4) { out[(t * params.n_head + head0 + i % HEADS) * HEAD_VEC4 + c] = acc[i * COLS_PER_LANE + j] / l[i]; }
         }
     }
 }

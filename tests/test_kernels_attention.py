@@ -40,9 +40,18 @@ def attention_kernel(request, ctx):
     return request.param
 
 
+def subgroup_slots(n_head: int, n_kv_head: int, head_dim: int, n_tokens: int) -> tuple[int, int]:
+    """attention_subgroup's (HEADS, TOKENS) as the model picks them: one token the heads sharing a KV
+    head, a chunk 4 queries of a head (what registers allow: slots · head_dim <= 256)."""
+    fits = [n for n in (4, 3, 2, 1) if n * head_dim <= 256]
+    if n_tokens == 1:
+        return next(n for n in fits if (n_head // n_kv_head) % n == 0), 1
+    return 1, next(n for n in fits if n != 3)
+
+
 def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
-                  kernel: str = "attention", queries: int = 0) -> np.ndarray:
-    """`queries`: attention_subgroup's queries a workgroup (0: as many as its registers allow, 1 for one token)."""
+                  kernel: str = "attention", slots: tuple[int, int] | None = None) -> np.ndarray:
+    """`slots`: attention_subgroup's (HEADS, TOKENS) a workgroup (default: subgroup_slots)."""
     n_tokens, n_head, head_dim = q.shape
     out = ctx.empty(q.nbytes)
     ctx.fill(out)
@@ -52,10 +61,13 @@ def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window:
     constants = {}
     if kernel == "attention_subgroup":
         lanes = ctx.subgroup_size
-        queries = queries or (1 if n_tokens == 1 else next(n for n in (4, 2, 1) if n * head_dim <= 256))
+        heads, tokens = slots or subgroup_slots(n_head, k_cache.shape[1], head_dim, n_tokens)
         constants = {"WORKGROUP": lanes, "HEAD_VEC4": head_dim // 4, "COLS_PER_LANE": -(-head_dim // (4 * lanes)),
-                     "QUERIES": queries}
-    ctx.run([ctx.dispatch(kernel, buffers, (n_head, -(-n_tokens // (queries or 1))), **constants)])
+                     "HEADS": heads, "TOKENS": tokens}
+        workgroups = (n_head // heads, -(-n_tokens // tokens))
+    else:
+        workgroups = (n_head, n_tokens)
+    ctx.run([ctx.dispatch(kernel, buffers, workgroups, **constants)])
     return ctx.read(out, np.float32, n_tokens * n_head * head_dim).reshape(n_tokens, n_head * head_dim)
 
 
@@ -89,6 +101,18 @@ def test_attention_matches_numpy_causal_gqa(ctx, rng, attention_kernel, n_tokens
     # float32 dot products of head_dim terms and a float32 weighted sum over ≤ ~100 keys: ~1e-7 per
     # term, errors growing like sqrt(terms); 1e-5 is ten times what float32 rounding can reach here.
     assert relative_error(out, attention_reference(q, k_cache, v_cache, position, scale)) < 1e-5
+
+
+@pytest.mark.parametrize("heads, tokens", [(2, 2), (3, 1), (1, 3), (1, 1)])
+def test_attention_subgroup_slots_of_heads_and_queries(ctx, rng, heads, tokens):
+    """Any (HEADS, TOKENS) with HEADS dividing the group: slot i is head i % HEADS of the workgroup's
+    first, query i / HEADS; 7 queries leave the last workgroup's slots past the chunk."""
+    if not ctx.gpu.has_subgroups:
+        pytest.skip("attention_subgroup needs subgroups")
+    q, k_cache, v_cache = random_case(rng, 7, 30, 12, 2, 64)  # 6 heads a KV head
+    out = run_attention(ctx, q, k_cache, v_cache, 30, 0.125, window=20, kernel="attention_subgroup",
+                        slots=(heads, tokens))
+    assert relative_error(out, attention_reference(q, k_cache, v_cache, 30, 0.125, window=20)) < 1e-5
 
 
 def test_attention_subtracts_the_max_for_scores_in_the_hundreds(ctx, rng, attention_kernel):

@@ -209,7 +209,11 @@ class LlamaModel:
             self.attention_kernel = "attention_subgroup"
             self.attention_constants = {"WORKGROUP": ctx.subgroup_size, "HEAD_VEC4": cfg.head_dim // 4,
                                         "COLS_PER_LANE": -(-cfg.head_dim // (4 * ctx.subgroup_size))}
-        self.attention_queries = next(n for n in (4, 2, 1) if n * cfg.head_dim <= 256)  # attention_subgroup in prefill
+        # attention_subgroup's (head, query) pairs a workgroup, up to 4 as its registers allow (slots ·
+        # head_dim <= 256): in decode the heads that share a KV head, in prefill queries of one head.
+        fits = [n for n in (4, 3, 2, 1) if n * cfg.head_dim <= 256]
+        self.attention_decode_heads = next(n for n in fits if (cfg.n_head // cfg.n_kv_head) % n == 0)
+        self.attention_queries = next(n for n in fits if n != 3)
         # rmsnorm.wgsl and rope_kv_write.wgsl (a workgroup a row or head): CPU drivers run a workgroup
         # as SIMD batches of 8 lanes between barriers, so few lanes; lavapipe, SmolLM2, 512-token
         # prefill: the 61 norms 438 -> 111 ms, the 30 RoPE/KV writes 357 -> 217 ms with 16 lanes.
@@ -394,7 +398,7 @@ class LlamaModel:
                 c.dispatch("rope_kv_write", [self.qkv, *epilogue, self.q, *caches, self.rope_params, self.step],
                            (0, cfg.n_head + cfg.n_kv_head, 1), **switches, **self.row_kernel_workgroup),
                 c.dispatch(self.attention_kernel, [self.q, *caches, self.attn, attention_params, self.step],
-                           (cfg.n_head, 0, 1), **self._attention_constants(decode)),
+                           (cfg.n_head // self._attention_slots(decode)[0], 0, 1), **self._attention_constants(decode)),
             ]
         split = c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
                                                *epilogue, self.rope_params],
@@ -405,12 +409,17 @@ class LlamaModel:
                                                         self.attention_chunk_params, self.step],
                                   (cfg.n_head, 1, 1), CHUNK=ATTENTION_CHUNK)]
 
+    def _attention_slots(self, decode: bool) -> tuple[int, int]:
+        """attention_subgroup.wgsl's (HEADS, TOKENS); (1, 1) stands for attention.wgsl's one of each."""
+        if self.attention_kernel != "attention_subgroup":
+            return 1, 1
+        return (self.attention_decode_heads, 1) if decode else (1, self.attention_queries)
+
     def _attention_constants(self, decode: bool) -> dict:
-        """attention_subgroup.wgsl's pipeline constants: one query a workgroup in decode, in prefill
-        as many as fit its registers (up to 4: each key and value row is then read once for them)."""
         if self.attention_kernel != "attention_subgroup":
             return {}
-        return {**self.attention_constants, "QUERIES": 1 if decode else self.attention_queries}
+        heads, tokens = self._attention_slots(decode)
+        return {**self.attention_constants, "HEADS": heads, "TOKENS": tokens}
 
     def _combine_in_output_projection(self) -> bool:
         """GPU decode of small models: the output projection merges the attention chunks itself."""
