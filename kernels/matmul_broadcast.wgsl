@@ -40,30 +40,11 @@ fn dot32(w: Columns32, c: Columns32) -> f32 {
 // Columns 32g .. 32g+31 of token t's input in every lane (as matvec_broadcast.wgsl's shared_columns).
 fn token_columns(t: u32, g: u32, lane: u32, subgroup_size: u32) -> Columns32 {
     let base = t * (params.cols / 4u) + 8u * g;
-    var c: Columns32;
-    if (subgroup_size >= 8u) {
-        let a = x[base + (lane & 7u)];
-        c.v0 = subgroupBroadcast(a, 0u);
-        c.v1 = subgroupBroadcast(a, 1u);
-        c.v2 = subgroupBroadcast(a, 2u);
-        c.v3 = subgroupBroadcast(a, 3u);
-        c.v4 = subgroupBroadcast(a, 4u);
-        c.v5 = subgroupBroadcast(a, 5u);
-        c.v6 = subgroupBroadcast(a, 6u);
-        c.v7 = subgroupBroadcast(a, 7u);
-    } else {
-        let a = x[base + (lane & 3u)];
-        let b = x[base + 4u + (lane & 3u)];
-        c.v0 = subgroupBroadcast(a, 0u);
-        c.v1 = subgroupBroadcast(a, 1u);
-        c.v2 = subgroupBroadcast(a, 2u);
-        c.v3 = subgroupBroadcast(a, 3u);
-        c.v4 = subgroupBroadcast(b, 0u);
-        c.v5 = subgroupBroadcast(b, 1u);
-        c.v6 = subgroupBroadcast(b, 2u);
-        c.v7 = subgroupBroadcast(b, 3u);
-    }
-    return c;
+    let wide = subgroup_size >= 8u;
+    let a = x[base + select(lane & 3u, lane & 7u, wide)];
+    var b = vec4<f32>(0.0);
+    if (!wide) { b = x[base + 4u + (lane & 3u)]; }
+    return columns_from_lanes(a, b, wide);
 }
 
 @compute @workgroup_size(WORKGROUP)

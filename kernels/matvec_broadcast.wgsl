@@ -41,29 +41,11 @@ override ROWS_PER_THREAD: u32 = 4u;  // 1, 2, 4 or 8
 // Input columns 32g .. 32g+31 in every lane, and their sum. Subgroups of 8 or more lanes load one
 // vec4 a lane (lanes 8.. repeat 0..7); subgroups of 4 (lavapipe on SSE-only CPUs) two.
 fn shared_columns(g: u32, lane: u32, subgroup_size: u32) -> Columns32 {
-    var c: Columns32;
-    if (subgroup_size >= 8u) {
-        let a = input4(8u * g + (lane & 7u));
-        c.v0 = subgroupBroadcast(a, 0u);
-        c.v1 = subgroupBroadcast(a, 1u);
-        c.v2 = subgroupBroadcast(a, 2u);
-        c.v3 = subgroupBroadcast(a, 3u);
-        c.v4 = subgroupBroadcast(a, 4u);
-        c.v5 = subgroupBroadcast(a, 5u);
-        c.v6 = subgroupBroadcast(a, 6u);
-        c.v7 = subgroupBroadcast(a, 7u);
-    } else {
-        let a = input4(8u * g + (lane & 3u));
-        let b = input4(8u * g + 4u + (lane & 3u));
-        c.v0 = subgroupBroadcast(a, 0u);
-        c.v1 = subgroupBroadcast(a, 1u);
-        c.v2 = subgroupBroadcast(a, 2u);
-        c.v3 = subgroupBroadcast(a, 3u);
-        c.v4 = subgroupBroadcast(b, 0u);
-        c.v5 = subgroupBroadcast(b, 1u);
-        c.v6 = subgroupBroadcast(b, 2u);
-        c.v7 = subgroupBroadcast(b, 3u);
-    }
+    let wide = subgroup_size >= 8u;
+    let a = input4(8u * g + select(lane & 3u, lane & 7u, wide));
+    var b = vec4<f32>(0.0);
+    if (!wide) { b = input4(8u * g + 4u + (lane & 3u)); }
+    var c = columns_from_lanes(a, b, wide);
     c.sum = dot(((c.v0 + c.v1) + (c.v2 + c.v3)) + ((c.v4 + c.v5) + (c.v6 + c.v7)), vec4<f32>(1.0));
     return c;
 }

@@ -77,12 +77,12 @@ INT8_MATVEC_TARGET_WORKGROUPS = 192
 # (~128 workgroups), so its down projections always take it fused.
 FUSED_FFN_MAX_WEIGHTS = 8 * 2**20
 # Likewise the merge of split attention's chunks (kernels/input_attention_combine.wgsl) is redone
-# by every workgroup of the output projection, reading all chunk partials each time (~100 workgroups
-# × the partials of a few chunks at depth 1k, from cache): it replaces attention_combine's dispatch
-# only in output projections up to this many weights, the dispatch-bound small models (SmolLM2
-# [576, 576], Qwen2.5-0.5B [896, 896], Gemma 3 270M [640, 1024]). Not yet timed on a GPU against
-# the separate dispatch; Llama-3.2-1B's [2048, 2048] (256 workgroups) keeps it until it is.
-FUSED_COMBINE_MAX_WEIGHTS = 2 * 2**20
+# by every workgroup of the output projection, reading all chunk partials each time. Same-machine
+# A/B on an H100 (run.py, 64-token prompt, decode tok/s, three rounds each): SmolLM2's [576, 576]
+# gains with it at depth 0 (median 732 vs 593) and ties at 1024 (623 vs 625); Qwen2.5-0.5B's
+# [896, 896] loses at depth 1024 (424-515 vs 569-613); Llama-3.2-1B's [2048, 2048] loses at 1024
+# too (608-611 vs 610-750). So only output projections up to this many weights take it.
+FUSED_COMBINE_MAX_WEIGHTS = 2**19
 # CPU drivers (lavapipe) with subgroups take kernels/matvec_broadcast.wgsl for decode: a lane a row,
 # the input shared through subgroup broadcasts, 16 lanes a workgroup, 4 rows a lane. lavapipe on 2
 # cores, SmolLM2's [3072, 576] FFN up: 1315 µs with matvec.wgsl as the model ran it (4 lanes a
