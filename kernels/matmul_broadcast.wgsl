@@ -29,6 +29,7 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 const WORKGROUP: u32 = 16u;
 const ROWS_PER_THREAD: u32 = 4u;  // WORKGROUP · ROWS_PER_THREAD = 64 rows, matmul.wgsl's tile
 override ACCUMULATE: bool = false;
+override FOUR_LANE_LOADS: bool = false;  // tests: the 4-lane subgroups' loads on a wider subgroup
 override TOKENS: u32 = 8u;        // at most MAX_TOKENS
 const MAX_TOKENS: u32 = 16u;
 
@@ -40,7 +41,7 @@ fn dot32(w: Columns32, c: Columns32) -> f32 {
 // Columns 32g .. 32g+31 of token t's input in every lane (as matvec_broadcast.wgsl's shared_columns).
 fn token_columns(t: u32, g: u32, lane: u32, subgroup_size: u32) -> Columns32 {
     let base = t * (params.cols / 4u) + 8u * g;
-    let wide = subgroup_size >= 8u;
+    let wide = subgroup_size >= 8u && !FOUR_LANE_LOADS;
     let a = x[base + select(lane & 3u, lane & 7u, wide)];
     var b = vec4<f32>(0.0);
     if (!wide) { b = x[base + 4u + (lane & 3u)]; }

@@ -33,6 +33,7 @@ struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
 const WORKGROUP: u32 = 16u;
 const THREADS_PER_ROW: u32 = 1u;  // the reduce include's row_total goes unused: a lane sums whole rows
 override ACCUMULATE: bool = false;
+override FOUR_LANE_LOADS: bool = false;  // tests: the 4-lane subgroups' loads on a wider subgroup
 override ROWS_PER_THREAD: u32 = 4u;  // 1, 2, 4 or 8
 
 //!include input
@@ -41,7 +42,7 @@ override ROWS_PER_THREAD: u32 = 4u;  // 1, 2, 4 or 8
 // Input columns 32g .. 32g+31 in every lane, and their sum. Subgroups of 8 or more lanes load one
 // vec4 a lane (lanes 8.. repeat 0..7); subgroups of 4 (lavapipe on SSE-only CPUs) two.
 fn shared_columns(g: u32, lane: u32, subgroup_size: u32) -> Columns32 {
-    let wide = subgroup_size >= 8u;
+    let wide = subgroup_size >= 8u && !FOUR_LANE_LOADS;
     let a = input4(8u * g + select(lane & 3u, lane & 7u, wide));
     var b = vec4<f32>(0.0);
     if (!wide) { b = input4(8u * g + 4u + (lane & 3u)); }

@@ -106,7 +106,8 @@ def run_matvec_blocks(ctx, w: PackedWeight, x: np.ndarray, y, y0: np.ndarray | N
 
 
 def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, capacity: int | None = None,
-               max_bytes: int | None = None, tokens_per_thread: int = 4, kernel: str = "matmul", tokens: int = 8):
+               max_bytes: int | None = None, tokens_per_thread: int = 4, kernel: str = "matmul", tokens: int = 8,
+               four_lane_loads: bool = False):
     """Y = X Wᵀ for the x.shape[0] tokens of the step, into a [capacity, rows] buffer poisoned with
     NaN (or holding y0 with ACCUMULATE); returns the whole buffer so tests can see the rows past
     n_tokens. With `max_bytes`, W is bound as row blocks (one dispatch each)."""
@@ -122,6 +123,7 @@ def run_matmul(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None
     constants = {"ACCUMULATE": True} if y0 is not None else {}
     if kernel == "matmul_broadcast":  # TOKENS tokens a workgroup
         constants["TOKENS"], tile_tokens = tokens, tokens
+        constants.update({"FOUR_LANE_LOADS": True} if four_lane_loads else {})
     else:
         constants["TOKENS_PER_THREAD"], tile_tokens = tokens_per_thread, 16 * tokens_per_thread
     step_buffer = ctx.uniform(step(n_tokens))
@@ -341,6 +343,20 @@ def test_matvec_broadcast_matches_numpy(ctx, rng, subgroups, qtype, rows_per_thr
     assert relative_error(out, ref if y0 is None else y0 + ref) < BOUND
     if y0 is None:
         assert np.isnan(ctx.read(y, np.float32, rows + 8)[rows:]).all()
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.Q6_K], ids=lambda t: t.name)
+def test_broadcast_kernels_with_four_lane_loads(ctx, rng, subgroups, qtype):
+    """The input loads of 4-lane subgroups (lavapipe on CPUs without AVX: two vec4 a lane, lanes
+    l % 4), forced on this adapter's wider subgroups: matvec and matmul."""
+    rows, cols, n_tokens = 203, width32(qtype), 21
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
+    w64 = dequantize(w).astype(np.float64)
+    out = run_matvec(ctx, w, x[0], rows_per_thread=4, kernel="matvec_broadcast", FOUR_LANE_LOADS=True)
+    assert relative_error(out, w64 @ x[0].astype(np.float64)) < BOUND
+    y = run_matmul(ctx, w, x, kernel="matmul_broadcast", four_lane_loads=True)
+    assert relative_error(y, x.astype(np.float64) @ w64.T) < BOUND
 
 
 @pytest.mark.parametrize("prologue", ["rmsnorm", "silu_mul", "gelu_mul"])
