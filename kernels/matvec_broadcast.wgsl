@@ -4,16 +4,16 @@
 //
 // Why another kernel: lavapipe runs a subgroup's invocations as the SIMD lanes of one CPU thread,
 // and it loads storage memory at lane-varying addresses one lane at a time (a scalar loop with a
-// bounds check per lane and component), so on a CPU a matvec's time is the number of 32-bit
-// values its lanes load, not bytes. matvec.wgsl's lanes each load their own input and their
-// row's code and scale for every 8 columns. Here each lane owns ROWS_PER_THREAD whole rows (no
-// reduction across lanes, no barrier), and the lanes of a subgroup share the input: for each
-// group of 32 columns, lane l loads two vec4 of it (columns 4(l % 4) and 16 + 4(l % 4) onwards)
-// and subgroupBroadcast — a register extract on lavapipe — hands all eight to every lane. Per
-// 32 weights of a row a lane then loads one vec4<u32> of codes and the group's scale
-// (`//!include group32`, which also does the layout's arithmetic). lavapipe, SmolLM2's shapes:
-// 2.5-4x faster than matvec.wgsl's best CPU configuration (benchmarks/matvec_sweep.py).
-// Subgroups of 4 lanes or more, as every driver has: lanes 4..7 of a wider one repeat 0..3.
+// bounds check per lane and component), so on a CPU a matvec's time is largely its lanes' load
+// operations, not bytes. matvec.wgsl's lanes each load their own input and their row's code and
+// scale for every 8 columns. Here each lane owns ROWS_PER_THREAD whole rows (no reduction across
+// lanes, no barrier), and the lanes of a subgroup share the input: for each group of 32 columns,
+// lane l loads one vec4 of it (columns 4(l % 8) onwards; with 4-lane subgroups two) and
+// subgroupBroadcast — a register extract on lavapipe — hands all eight to every lane. Per 32
+// weights of a row a lane then loads one vec4<u32> of codes and the group's scale
+// (`//!include group32`, which also does the layout's arithmetic). lavapipe, 2 cores, SmolLM2's
+// shapes: about 2x faster than matvec.wgsl's best CPU configuration, 3.7-4.2x than the one the
+// model ran (benchmarks/matvec_sweep.py).
 //
 // Bindings: 0 weight_codes vec4<u32>[] (`//!include group32` says what an element holds),
 //           1 weight_scales u32[], 2 x vec4<f32>[...], 3 y f32[row_offset + rows], 4 params, 5.. the prologue's.
