@@ -89,3 +89,21 @@ def test_synthetic_tokenizer_fills_the_vocabulary_with_unique_tokens():
     tokens, types, merges = tokenizer(SHAPES["D"].vocab_size)
     assert len(tokens) == len(set(tokens)) == len(types) == 151936
     assert all(" " in m for m in merges)
+
+
+def test_ab_constant_runs_the_harness_once_per_value_and_round(tmp_path, capsys):
+    """benchmarks/ab_constant.py: each value in its own run.py process, the speed rows printed; an
+    unknown constant is refused (the run exits with an error instead of timing the default)."""
+    from benchmarks import ab_constant
+
+    run_args = ["--shapes", "tiny", "--prompt-tokens", "8", "--decode-tokens", "2", "--depths", "0", "--repeats", "1",
+                "--split-steps", "1", "--bandwidth-mb", "1", "--gguf-dir", str(tmp_path)]
+    ab_constant.main(["CPU_ROW_WORKGROUP", "16,32", "--rounds", "1", "--out", str(tmp_path / "runs"), "--", *run_args])
+    printed = capsys.readouterr().out
+    for value in ("16", "32"):
+        assert f"== CPU_ROW_WORKGROUP={value} round 1 (rc 0)" in printed
+        assert "tiny" in (tmp_path / "runs" / f"CPU_ROW_WORKGROUP={value}.round1.txt").read_text()
+    assert printed.count("  tiny ") == 2
+    ab_constant.main(["NO_SUCH_CONSTANT", "1", "--rounds", "1", "--", *run_args])
+    assert "(rc 1)" in capsys.readouterr().out
+
