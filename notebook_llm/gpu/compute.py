@@ -35,6 +35,9 @@ class Dispatch:
     bind_group: wgpu.GPUBindGroup
     workgroups: tuple[int, int, int]
     label: str = ""
+    # Prefill graphs hold the token-dependent workgroup count as 0; a chunk of n tokens makes it
+    # ceil(n / tokens_per_workgroup) (LlamaModel._sized).
+    tokens_per_workgroup: int = 1
 
 
 class GpuContext:
@@ -90,6 +93,7 @@ class GpuContext:
         workgroups: int | tuple[int, ...],
         weights: str | None = None,
         prologue: str | None = None,
+        tokens_per_workgroup: int = 1,
         **constants: float,
     ) -> Dispatch:
         """Bind `buffers` to @binding(0..n) of group 0 of `kernel`, in the kernel's declared order
@@ -101,7 +105,7 @@ class GpuContext:
         )
         groups = (workgroups, 1, 1) if isinstance(workgroups, int) else tuple(workgroups) + (1,) * (3 - len(workgroups))
         label = "_".join(part for part in (kernel, weights, prologue) if part)
-        return Dispatch(pipeline, bind_group, groups, label=label)
+        return Dispatch(pipeline, bind_group, groups, label=label, tokens_per_workgroup=tokens_per_workgroup)
 
     def encode(self, encoder: wgpu.GPUCommandEncoder, dispatches: list[Dispatch], timestamp_writes=None) -> None:
         """Record `dispatches` into one compute pass of `encoder`.

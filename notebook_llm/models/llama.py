@@ -367,13 +367,13 @@ class LlamaModel:
                 dispatches.append(self.ctx.dispatch(
                     "matmul_broadcast", [b.codes, b.scales, x, y, shape, self.step],
                     (-(-b.rows // MATMUL_TILE_ROWS), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
-                    TOKENS=MATMUL_BROADCAST_TOKENS,
+                    TOKENS=MATMUL_BROADCAST_TOKENS, tokens_per_workgroup=MATMUL_BROADCAST_TOKENS,
                 ))
             else:
                 dispatches.append(self.ctx.dispatch(
                     "matmul", [b.codes, b.scales, x, y, shape, self.step],
                     (-(-b.rows // MATMUL_TILE_ROWS), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
-                    TOKENS_PER_THREAD=self.matmul_tokens_per_thread,
+                    TOKENS_PER_THREAD=self.matmul_tokens_per_thread, tokens_per_workgroup=self.matmul_tile_tokens,
                 ))
         return dispatches
 
@@ -394,11 +394,12 @@ class LlamaModel:
         switches = dict(HAS_BIAS=cfg.qkv_bias, QK_NORM=cfg.qk_norm, NEOX=cfg.rope_neox)
         caches = [self.k_cache[i], self.v_cache[i]]
         if not (decode and self.fused_decode):
+            heads, tokens = self._attention_slots(decode)
             return [
                 c.dispatch("rope_kv_write", [self.qkv, *epilogue, self.q, *caches, self.rope_params, self.step],
                            (0, cfg.n_head + cfg.n_kv_head, 1), **switches, **self.row_kernel_workgroup),
                 c.dispatch(self.attention_kernel, [self.q, *caches, self.attn, attention_params, self.step],
-                           (cfg.n_head // self._attention_slots(decode)[0], 0, 1), **self._attention_constants(decode)),
+                           (cfg.n_head // heads, 0, 1), tokens_per_workgroup=tokens, **self._attention_constants(decode)),
             ]
         split = c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
                                                *epilogue, self.rope_params],
@@ -501,16 +502,9 @@ class LlamaModel:
         for d in graph:
             x, y, z = d.workgroups
             if x == 0:
-                x = n_tokens
+                x = -(-n_tokens // d.tokens_per_workgroup)
             elif y == 0:
-                if d.label == "attention_subgroup":
-                    y = -(-n_tokens // self.attention_queries)
-                elif d.label.startswith("matmul_broadcast"):
-                    y = -(-n_tokens // MATMUL_BROADCAST_TOKENS)
-                elif d.label.startswith("matmul"):
-                    y = -(-n_tokens // self.matmul_tile_tokens)
-                else:
-                    y = n_tokens
+                y = -(-n_tokens // d.tokens_per_workgroup)
             out.append(replace(d, workgroups=(x, y, z)) if (x, y, z) != d.workgroups else d)
         return out
 
