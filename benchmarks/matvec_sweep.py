@@ -28,7 +28,7 @@ SHAPES = {"C.qkv": (6144, 4096), "C.o": (4096, 4096), "C.gate_up": (28672, 4096)
 GPU_CONFIGS = [("matvec", t, r) for t in (32, 16) for r in (1, 2, 4)] + [
     ("matvec_q4_int8", t, r) for t in (32, 16, 8) for r in (1, 2, 4)]
 CPU_CONFIGS = [("matvec", 4, r) for r in (1, 2, 4)] + [("matvec_q4_int8", t, r) for t in (4, 2) for r in (2, 4)] + [
-    ("matvec_broadcast", 1, r) for r in (1, 2, 4)]
+    ("matvec_broadcast", 1, r) for r in (1, 2, 4, 8)]
 ALIGN = 256  # storage-buffer offset alignment
 
 
