@@ -332,6 +332,10 @@ class LlamaModel:
         """Whether decode runs every row block of `m` through matvec_q4_int8.wgsl."""
         return all(self._int8_block(b, m.cols) for b in m.blocks)
 
+    def _takes_broadcast(self, m: GpuMatrix) -> bool:
+        """Whether `m` runs through matvec_broadcast.wgsl / matmul_broadcast.wgsl (CPU drivers; 32-column groups)."""
+        return self.broadcast_matvec and m.cols % 32 == 0
+
     def _int8_block(self, b: MatrixBlock, cols: int) -> bool:
         return self.int8_matvec and b.layout in INT8_MATVEC_LAYOUTS and b.rows * cols >= INT8_MATVEC_MIN_WEIGHTS
 
@@ -351,7 +355,7 @@ class LlamaModel:
                     kernel, rows_per_thread = "matvec_q4_int8", INT8_MATVEC_ROWS_PER_THREAD
                     constants["THREADS_PER_ROW"] = _int8_matvec_threads_per_row(b.rows)
                     rows_per_workgroup = MATVEC_WORKGROUP // constants["THREADS_PER_ROW"] * rows_per_thread
-                elif self.broadcast_matvec and m.cols % 32 == 0:
+                elif self._takes_broadcast(m):
                     kernel, rows_per_thread = "matvec_broadcast", _broadcast_matvec_rows_per_thread(b.rows)
                     rows_per_workgroup = BROADCAST_MATVEC_WORKGROUP * rows_per_thread
                 else:
@@ -363,7 +367,7 @@ class LlamaModel:
                     _matvec_workgroups(b.rows, rows_per_workgroup), weights=b.layout, prologue=prologue,
                     ACCUMULATE=accumulate, ROWS_PER_THREAD=rows_per_thread, **constants,
                 ))
-            elif self.broadcast_matvec and m.cols % 32 == 0:
+            elif self._takes_broadcast(m):
                 dispatches.append(self.ctx.dispatch(
                     "matmul_broadcast", [b.codes, b.scales, x, y, shape, self.step],
                     (-(-b.rows // MATMUL_TILE_ROWS), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
