@@ -63,8 +63,8 @@ class StepSplit:
 @dataclass(frozen=True)
 class KernelTime:
     label: str  # Dispatch.label; the LM head's matvec gets " (lm head)"
-    dispatches: int  # per decode step
-    gpu_us: float  # per decode step, summed over its dispatches
+    dispatches: int  # per decode step (prefill: per chunk)
+    gpu_us: float  # per decode step (prefill: per chunk), summed over its dispatches
     share: float  # of the sum over all labels
 
 
@@ -215,11 +215,27 @@ def _wall_us(ctx: GpuContext, dispatches: list[Dispatch], flag: wgpu.GPUBuffer) 
 
 
 def kernel_profile(loop: TokenLoop, position: int, repeats: int = 3) -> KernelProfile:
-    """GPU time of one decode step by Dispatch.label. With timestamps: every dispatch in its own
-    timestamped pass (median over `repeats` steps). Without: the dispatches of each label alone in
-    one pass, wall time from submit to completion minus that of an empty pass."""
-    model, ctx = loop.model, loop.model.ctx
-    graph, labels = decode_step(loop), _step_labels(loop)
+    """GPU time of one decode step by Dispatch.label (see `_profile`)."""
+    model = loop.model
+    return _profile(model.ctx, decode_step(loop), _step_labels(loop), lambda: model.write_step(1, position, 0, 0.0), repeats)
+
+
+def prefill_profile(loop: TokenLoop, n_tokens: int, repeats: int = 3) -> KernelProfile:
+    """GPU time of one prefill chunk of `n_tokens` from position 0 by Dispatch.label, the last
+    token's final norm and LM head included, sampling not."""
+    model = loop.model
+    graph = model.prefill_graph(n_tokens)
+    labels = [d.label for d in graph]
+    for i in range(len(graph) - len(model.lm_head.blocks), len(graph)):
+        labels[i] += " (lm head)"
+    model.ctx.queue.write_buffer(model.tokens, 0, np.zeros(n_tokens, np.uint32).tobytes())
+    return _profile(model.ctx, graph, labels, lambda: model.write_step(n_tokens, 0, 0, 0.0), repeats)
+
+
+def _profile(ctx: GpuContext, graph: list[Dispatch], labels: list[str], write_step, repeats: int) -> KernelProfile:
+    """GPU time of `graph` by label. With timestamps: every dispatch in its own timestamped pass
+    (median over `repeats` runs). Without: the dispatches of each label alone in one pass, wall time
+    from submit to completion minus that of an empty pass."""
     totals: dict[str, list[float]] = {}
     counts: dict[str, int] = {}
     for label in labels:
@@ -228,7 +244,7 @@ def kernel_profile(loop: TokenLoop, position: int, repeats: int = 3) -> KernelPr
         method = "timestamps, one compute pass per dispatch"
         runs = []
         for _ in range(repeats):
-            model.write_step(1, position, 0, 0.0)
+            write_step()
             runs.append(_per_dispatch_gpu_us(ctx, graph))
         per_dispatch = np.median(np.stack(runs), axis=0)
         for label, us in zip(labels, per_dispatch):
@@ -241,7 +257,7 @@ def kernel_profile(loop: TokenLoop, position: int, repeats: int = 3) -> KernelPr
         by_label = {}
         for label in counts:
             chosen = [d for d, lab in zip(graph, labels) if lab == label]
-            model.write_step(1, position, 0, 0.0)
+            write_step()
             by_label[label] = max(0.0, statistics.median(_wall_us(ctx, chosen, flag) for _ in range(repeats)) - empty)
     total = sum(by_label.values())
     kernels = sorted((KernelTime(label, counts[label], us, us / total if total else 0.0) for label, us in by_label.items()),

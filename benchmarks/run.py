@@ -173,6 +173,7 @@ def bench_shape(shape: ModelShape, ctx: GpuContext, args: argparse.Namespace, ba
     split_position = args.depth_list[0] + args.decode_tokens // 2
     split = measure.step_split(loop, split_position, args.split_steps)
     profile = measure.kernel_profile(loop, split_position, repeats=min(args.repeats, 3))
+    prefill_kernels = measure.prefill_profile(loop, min(args.prompt_tokens, model.prefill_chunk_size), repeats=min(args.repeats, 3))
     log(f"  decode step: {split.dispatches} dispatches, CPU {split.encode_us:.0f} µs record + {split.submit_us:.0f} µs submit, "
         f"GPU {'n/a' if split.gpu_us is None else f'{split.gpu_us:.0f} µs'}")
     record = {
@@ -187,6 +188,8 @@ def bench_shape(shape: ModelShape, ctx: GpuContext, args: argparse.Namespace, ba
         "step_split": {**asdict(split), "encode_us_per_dispatch": split.encode_us / split.dispatches},
         "kernels": {"method": profile.method, "position": split_position, "total_us": profile.total_us,
                     "by_label": [asdict(k) for k in profile.kernels]},
+        "prefill_kernels": {"method": prefill_kernels.method, "tokens": min(args.prompt_tokens, model.prefill_chunk_size),
+                            "total_us": prefill_kernels.total_us, "by_label": [asdict(k) for k in prefill_kernels.kernels]},
     }
     del loop, model
     gc.collect()  # the GPU buffers go with the model, before the next shape loads
@@ -272,9 +275,18 @@ def _kernel_tables(result: dict) -> list[str]:
         k = r["kernels"]
         lines += ["", (f"{r['shape']}: GPU time of one decode step by kernel at position {k['position']} "
                        f"({k['method']}): {k['total_us']:.0f} µs in all")]
-        lines += [f"  {kt['label']:<34} {kt['dispatches']:>5} x  {kt['gpu_us']:>10.1f} µs  {100 * kt['share']:>5.1f}%"
-                  for kt in k["by_label"]]
+        lines += _kernel_rows(k)
+        if "prefill_kernels" in r:  # results saved before prefill was profiled have none
+            k = r["prefill_kernels"]
+            lines += ["", (f"{r['shape']}: GPU time of one {k['tokens']}-token prefill chunk by kernel "
+                           f"({k['method']}): {k['total_us'] / 1e3:.1f} ms in all")]
+            lines += _kernel_rows(k)
     return lines
+
+
+def _kernel_rows(k: dict) -> list[str]:
+    return [f"  {kt['label']:<34} {kt['dispatches']:>5} x  {kt['gpu_us']:>10.1f} µs  {100 * kt['share']:>5.1f}%"
+            for kt in k["by_label"]]
 
 
 def render(result: dict) -> str:

@@ -63,6 +63,17 @@ def test_kernel_times_group_the_step_by_label(tiny_result):
         assert r["kernels"]["total_us"] > 0 and abs(sum(k["share"] for k in kernels) - 1) < 1e-6
 
 
+def test_prefill_kernel_times_cover_the_chunk(tiny_result):
+    for r in tiny_result["results"]:
+        prefill = r["prefill_kernels"]
+        assert prefill["tokens"] == 20
+        labels = {k["label"]: k["dispatches"] for k in prefill["by_label"]}
+        assert any(label.endswith("(lm head)") for label in labels) and "sample" not in labels
+        assert any(label.startswith("embed") for label in labels)
+        assert sum(n for label, n in labels.items() if label.startswith("attention")) >= SHAPES[r["shape"]].n_layer
+        assert prefill["total_us"] > 0 and abs(sum(k["share"] for k in prefill["by_label"]) - 1) < 1e-6
+
+
 def test_peer_rows_pair_by_file_name_and_give_ratios(tiny_result, tmp_path):
     """Fake llama-bench rows for the tiny file: the faster flash-attention setting is the peer's figure."""
     file = tiny_result["results"][0]["file"]
