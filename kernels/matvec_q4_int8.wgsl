@@ -23,6 +23,7 @@
 // the unquantized product within the rounding's bound).
 
 //!include scales
+//!include int8_group
 
 struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
 
@@ -48,26 +49,11 @@ var<workgroup> staged_scale_sum: array<vec2<f32>, WORKGROUP>;  // (d, sum(in)) o
 // Quantizes group `group` of the input into slot `g` of the staging arrays.
 fn stage_group(group: u32, g: u32) {
     var v: array<vec4<f32>, 8>;
-    var largest = vec4<f32>(0.0);
-    var sum = vec4<f32>(0.0);
-    for (var i = 0u; i < 8u; i++) {
-        v[i] = input4(group * 8u + i);
-        largest = max(largest, abs(v[i]));
-        sum += v[i];
-    }
-    let amax = max(max(largest.x, largest.y), max(largest.z, largest.w));
-    let inv_d = select(0.0, 127.0 / amax, amax > 0.0);
-    var even: vec4<u32>;
-    var odd: vec4<u32>;
-    for (var j = 0u; j < 4u; j++) {
-        let a = round(v[2u * j] * inv_d);
-        let b = round(v[2u * j + 1u] * inv_d);
-        even[j] = pack4xI8Clamp(vec4<i32>(vec4<f32>(a.x, a.z, b.x, b.z)));
-        odd[j] = pack4xI8Clamp(vec4<i32>(vec4<f32>(a.y, a.w, b.y, b.w)));
-    }
-    staged_even[g] = even;
-    staged_odd[g] = odd;
-    staged_scale_sum[g] = vec2<f32>(amax / 127.0, sum.x + sum.y + sum.z + sum.w);
+    for (var i = 0u; i < 8u; i++) { v[i] = input4(group * 8u + i); }
+    let q = int8_group(v);
+    staged_even[g] = q.even;
+    staged_odd[g] = q.odd;
+    staged_scale_sum[g] = vec2<f32>(q.d, q.sum);
 }
 
 fn group_dot(row: u32, group: u32, g: u32, groups: u32) -> f32 {

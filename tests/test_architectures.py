@@ -119,9 +119,9 @@ def variant(request, tmp_path_factory, ctx):
                             **VARIANTS[request.param].options)
     # the GPU decode graph (fused prologues, split attention) even on lavapipe: CI has no GPU, and
     # tests/test_engine_tiny_llama.py runs the CPU adapters' default, one kernel per op. Matrices
-    # this small take the float matvec; test_int8_decode_* below covers the int8 one.
+    # this small take the float matvec; test_int8_* below covers the int8 kernels (and prefill's).
     model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK,
-                       fused_decode=True)
+                       fused_decode=True, int8_matmul=False)
     labels = [d.label for d in model.decode_graph]
     assert "attention_split" in labels and "attention_combine" not in labels  # merged in the output projection
     assert sum(label.endswith("_attention_combine") for label in labels) == model.config.n_layer
@@ -156,7 +156,7 @@ def test_decode_steps_match_numpy(variant, rng):
         assert ids[i] == int(np.argmax(logits[i]))
 
 
-# Decode through kernels/matvec_q4_int8.wgsl rounds every 4-bit matvec's input to int8 (~0.5%
+# Decode through kernels/matvec_q4_int8.wgsl (prefill: matmul_q4_int8) rounds every 4-bit input to int8 (~0.5%
 # relative a matvec, see tests/test_kernels_matmul.py). On these two-layer models the logits moved
 # 1.6e-2 to 3.1e-2 from the float reference over 12 seeds; a wrong row, group, scale or nibble
 # order moves them by 3e-1 and more.
@@ -167,9 +167,10 @@ INT8_LOGIT_BOUND = 8e-2
     "ffn_gate": Q.Q4_0, "ffn_up": Q.Q4_1, "ffn_down": Q.Q4_0}), GEMMA3_OPTIONS | dict(types={
     "attn_q": Q.Q4_0, "attn_k": Q.Q4_0, "attn_v": Q.Q4_0, "attn_output": Q.Q4_K, "ffn_gate": Q.Q4_1,
     "ffn_up": Q.Q4_1, "ffn_down": Q.Q4_K})], ids=["llama_q4", "gemma3_q4_k"])
-def test_int8_decode_steps_stay_near_numpy(ctx, tmp_path, rng, options):
+def test_int8_decode_and_prefill_stay_near_numpy(ctx, tmp_path, rng, options):
     """Every 4-bit matrix of the decode graph through the int8 kernel (a real model's take it from
-    8M weights): the greedy trace's logits against the float64 reference."""
+    8M weights) and of the prefill graph through matmul_q4_int8: the greedy trace's logits and
+    prefill's logits at every position against the float64 reference."""
     path = write_tiny_model(tmp_path / "tiny.gguf", seed=int(rng.integers(2**31)), **options)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(llama, "INT8_MATVEC_MIN_WEIGHTS", 0)
@@ -183,6 +184,14 @@ def test_int8_decode_steps_stay_near_numpy(ctx, tmp_path, rng, options):
     reference = numpy_llama_logits(path, prompt + ids[:-1], context_window=CONTEXT_WINDOW)[len(prompt) - 1 :]
     errors = [relative_error(logits[i], reference[i]) for i in range(len(ids))]
     print("int8 decode relative errors", np.round(errors, 5))
+    assert max(errors) < INT8_LOGIT_BOUND
+    prefill_labels = [d.label for d in model.prefill_graph(len(prompt))]
+    assert sum(label.startswith("matmul_q4_int8") for label in prefill_labels) >= 4 * model.config.n_layer
+    assert not any(label.startswith("matmul_q4") for label in prefill_labels if "int8" not in label)
+    prefill = model.forward_logits(prompt)
+    reference = numpy_llama_logits(path, prompt, context_window=CONTEXT_WINDOW)
+    errors = [relative_error(prefill[t], reference[t]) for t in range(len(prompt))]
+    print("int8 prefill relative errors", np.round(errors, 5))
     assert max(errors) < INT8_LOGIT_BOUND
 
 

@@ -1,5 +1,5 @@
-"""kernels/matvec.wgsl, matvec_broadcast.wgsl and matvec_q4_int8.wgsl (decode), kernels/matmul.wgsl and
-matmul_broadcast.wgsl (prefill) against numpy float64.
+"""kernels/matvec.wgsl, matvec_broadcast.wgsl and matvec_q4_int8.wgsl (decode), kernels/matmul.wgsl,
+matmul_broadcast.wgsl and matmul_q4_int8.wgsl (prefill) against numpy float64.
 
 Weights are random float matrices quantized by the `gguf` package and repacked into our layouts;
 the reference is `dequantize(packed) @ x` in float64, so quantization error is not measured
@@ -11,7 +11,8 @@ most 2^-24 ≈ 6e-8 relative; over K ≤ ~600 random-sign terms ‖out − ref�
 1e-7 at worst). 1e-5 leaves room for any summation order and still fails on any real bug (a
 wrong element, scale or row gives errors of 1e-2 or more).
 
-matvec_q4_int8 rounds its input to int8 on purpose, so it has its own bounds (see its section).
+matvec_q4_int8 and matmul_q4_int8 round their input to int8 on purpose, so they have their own
+bounds (see matvec_q4_int8's section).
 """
 
 from __future__ import annotations
@@ -539,6 +540,68 @@ def test_matmul_smollm2_ffn_up_real_shape(ctx, rng):
     y = run_matmul(ctx, w, x)
     ref = x.astype(np.float64) @ dequantize(w).astype(np.float64).T
     assert relative_error(y, ref) < BOUND
+
+
+# -- matmul_q4_int8: GPU prefill of 4-bit matrices, the chunk rounded to int8 by quantize_int8 ------
+# The same algorithm as matvec_q4_int8 token by token, so check_int8_matvec bounds every token's row.
+
+
+def run_matmul_q4_int8(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, capacity: int | None = None,
+                       tokens_per_thread: int = 8, max_bytes: int | None = None) -> np.ndarray:
+    """quantize_int8 once, then matmul_q4_int8 per row block, as the model's prefill graph runs them;
+    x's buffer and y are [capacity, ...] and poisoned with NaN past n_tokens."""
+    n_tokens = x.shape[0]
+    capacity = capacity or n_tokens
+    groups = w.cols // 32
+    y = ctx.empty(capacity * w.rows * 4)
+    ctx.fill(y)
+    if y0 is not None:
+        ctx.queue.write_buffer(y, 0, y0.astype(np.float32).tobytes())
+    x_buffer, x_codes, x_scales = ctx.empty(capacity * w.cols * 4), ctx.empty(capacity * groups * 32), ctx.empty(capacity * groups * 8)
+    for buffer in (x_buffer, x_codes, x_scales):
+        ctx.fill(buffer)
+    ctx.queue.write_buffer(x_buffer, 0, x.astype(np.float32).tobytes())
+    step_buffer = ctx.uniform(step(n_tokens))
+    dispatches = [ctx.dispatch("quantize_int8", [x_buffer, x_codes, x_scales, ctx.uniform(params(w.rows, w.cols)), step_buffer],
+                               (-(-groups // 64), n_tokens, 1))]
+    for row_offset, block in split_rows(w, max_bytes) if max_bytes else [(0, w)]:
+        out_rows = w.rows if max_bytes else 0
+        buffers = [ctx.buffer(block.codes), ctx.buffer(block.scales), x_codes, x_scales, y,
+                   ctx.uniform(params(block.rows, block.cols, row_offset, out_rows)), step_buffer]
+        workgroups = (-(-block.rows // 128), -(-n_tokens // (8 * tokens_per_thread)), 1)
+        dispatches.append(ctx.dispatch("matmul_q4_int8", buffers, workgroups, weights=w.layout,
+                                       ACCUMULATE=y0 is not None, TOKENS_PER_THREAD=tokens_per_thread))
+    ctx.run(dispatches)
+    return ctx.read(y, np.float32, capacity * w.rows).reshape(capacity, w.rows)
+
+
+@pytest.mark.parametrize("tokens_per_thread", [8, 4])
+@pytest.mark.parametrize("n_tokens", [7, 45, 100])
+@pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
+def test_matmul_q4_int8_matches_numpy(ctx, rng, qtype, n_tokens, tokens_per_thread):
+    """rows 203 (the second row tile partly past the end), 7, 45 or 100 tokens (100 spans token
+    tiles of 32 and 64), one group all zeros (d = 0) and one scaled far up in every token; rows of y
+    past n_tokens stay NaN."""
+    rows, cols, capacity = 203, odd_width(qtype), 128
+    w = random_weight(rng, qtype, rows, cols)
+    x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
+    x[:, 32:64] = 0.0
+    x[:, 64:96] *= 1000.0
+    y = run_matmul_q4_int8(ctx, w, x, capacity=capacity, tokens_per_thread=tokens_per_thread)
+    for t in range(n_tokens):
+        check_int8_matvec(y[t], w, x[t])
+    assert np.isnan(y[n_tokens:]).all(), "the kernel wrote past step.n_tokens"
+
+
+def test_matmul_q4_int8_accumulates_into_row_blocks(ctx, rng):
+    """W as row blocks of 70 rows, ACCUMULATE: block b adds to columns row_offset.. of [tokens, rows]."""
+    rows, cols, n_tokens = 200, 1024, 37
+    w = random_weight(rng, QT.Q4_0, rows, cols)
+    x = rng.standard_normal((n_tokens, cols)).astype(np.float32) * 3
+    y0 = rng.standard_normal((n_tokens, rows)).astype(np.float32) * 10
+    y = run_matmul_q4_int8(ctx, w, x, y0, max_bytes=70 * (w.codes.nbytes // rows))
+    for t in range(n_tokens):
+        check_int8_matvec(y[t], w, x[t], y0[t])
 
 
 # -- matmul_broadcast: the CPU prefill kernel (a lane a row, dequantized once per TOKENS tokens) ---

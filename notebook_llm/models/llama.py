@@ -70,6 +70,13 @@ INT8_MATVEC_ROWS_PER_THREAD = 4
 # workgroup) down to about this many workgroups: 8 lanes for [28672, 4096] (224 workgroups) beat
 # 32 (896) by 10%; 16 for [16384, 2048].
 INT8_MATVEC_TARGET_WORKGROUPS = 192
+# Prefill of 4-bit matrices on GPUs: kernels/quantize_int8.wgsl rounds the chunk's input to int8
+# per 32 columns once, then kernels/matmul_q4_int8.wgsl multiplies four weights by four inputs a
+# dp4a, as llama.cpp's CUDA backend (MMQ) rounds prefill activations to 8 bits: matmul.wgsl was
+# compute-bound in float FMAs and weight unpacking. A workgroup: 128 rows × 8 · TOKENS_PER_THREAD tokens.
+INT8_MATMUL_TILE_ROWS = 128
+INT8_MATMUL_TOKENS_PER_THREAD = 8
+INT8_QUANTIZE_WORKGROUP = 64  # kernels/quantize_int8.wgsl: groups of 32 columns a workgroup
 # The FFN middle is recomputed by every lane of matvec.wgsl that reads the input: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
 # big ones (Llama-3.1-8B shape on an H200: +1.3 ms a step), so only matrices up to this many
@@ -165,6 +172,7 @@ class LlamaModel:
     log-probabilities move by up to ~1 nat on SmolLM2 with every matrix so
     (tests/test_smollm2_llamacpp.py; llama.cpp's own 8-bit activations move them as much).
     False keeps float products everywhere.
+    int8_matmul: with int8_matvec, prefill rounds the same matrices' inputs (kernels/matmul_q4_int8.wgsl).
     """
 
     def __init__(
@@ -178,6 +186,7 @@ class LlamaModel:
         max_binding_bytes: int | None = None,
         fused_decode: bool | None = None,
         int8_matvec: bool = True,
+        int8_matmul: bool = True,
     ):
         self.ctx = ctx
         self.config: ArchitectureConfig = model_file.config
@@ -197,6 +206,7 @@ class LlamaModel:
         self.matvec_threads_per_row = 4 if ctx.gpu.adapter.is_cpu else 32 if ctx.gpu.has_subgroups else 64
         self.fused_decode = not ctx.gpu.adapter.is_cpu if fused_decode is None else fused_decode
         self.int8_matvec = self.fused_decode and int8_matvec
+        self.int8_matmul = self.fused_decode and int8_matmul
         self.broadcast_matvec = ctx.gpu.adapter.is_cpu and ctx.gpu.has_subgroups
         # The norms and the FFN middle go inside the matvecs in the GPU graph, and in the CPU
         # graph where matvec_broadcast.wgsl reads the input (its prologues cost a CPU little).
@@ -222,8 +232,11 @@ class LlamaModel:
         self.matmul_tile_tokens = 16 * self.matmul_tokens_per_thread
         self._upload_weights(model_file, progress)
         self._allocate_activations()
-        self.decode_graph = self._build_graph(decode=True)
-        self._prefill_graph = self._build_graph(decode=False)
+        self.decode_graph = self._sized(self._body(decode=True) + self._head(decode=True), 1)
+        # Prefill's workgroup counts that depend on n_tokens are held as 0 and filled in by `_sized`
+        # for each chunk. The body is forward_logits' too: built once, as the decode graph is.
+        self._prefill_body = self._body(decode=False)
+        self._prefill_graph = self._prefill_body + self._head(decode=False)
         self._logits_graph: list[Dispatch] | None = None  # every position's logits: tests only
 
     # -- load --------------------------------------------------------------------------------
@@ -289,6 +302,11 @@ class LlamaModel:
         self.block_out = c.empty(n * cfg.dim * f32, label="block_out") if cfg.post_norms else None
         self.gate_up = c.empty(n * 2 * cfg.ffn_dim * f32, label="gate_up")
         self.ffn_hidden = c.empty(n * cfg.ffn_dim * f32, label="ffn_hidden")
+        # Prefill's int8 copy of a matmul input (kernels/quantize_int8.wgsl): 32 bytes of codes and
+        # (d, sum) a group of 32 columns.
+        widest = max(cfg.dim, cfg.n_head * cfg.head_dim, cfg.ffn_dim) // 32 if self.int8_matmul else 0
+        self.x_int8_codes = c.empty(n * widest * 32, label="x_int8_codes")
+        self.x_int8_scales = c.empty(n * widest * 2 * f32, label="x_int8_scales")
         self.last_norm = c.empty(cfg.dim * f32, label="last_norm")
         self.logits = c.empty(cfg.vocab_size * f32, label="logits")
         self.step = c.uniform(_step_bytes(0, 0), label="step")
@@ -336,6 +354,12 @@ class LlamaModel:
         """Whether `m` runs through matvec_broadcast.wgsl / matmul_broadcast.wgsl (CPU drivers; 32-column groups)."""
         return self.broadcast_matvec and m.cols % 32 == 0
 
+    def _takes_int8_matmul(self, m: GpuMatrix) -> bool:
+        """Whether prefill runs `m` through quantize_int8.wgsl and matmul_q4_int8.wgsl: the matrices
+        decode runs through matvec_q4_int8.wgsl, so a token's logits do not depend on which graph
+        computed it (8-bit inputs move SmolLM2's log-probabilities by tenths of a nat)."""
+        return self.int8_matmul and all(self._int8_block(b, m.cols) for b in m.blocks)
+
     def _int8_block(self, b: MatrixBlock, cols: int) -> bool:
         return self.int8_matvec and b.layout in INT8_MATVEC_LAYOUTS and b.rows * cols >= INT8_MATVEC_MIN_WEIGHTS
 
@@ -346,6 +370,8 @@ class LlamaModel:
         ("rmsnorm", buffers norm and its params), the FFN middle of x = [gate; up] ("silu_mul",
         "gelu_mul") or the merge of x = split attention's partials ("attention_combine", buffers
         attention params, chunk count, step); else in = x."""
+        if not decode and self._takes_int8_matmul(m):
+            return self._int8_matmul(m, x, y, accumulate)
         dispatches = []
         for b in m.blocks:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
@@ -379,6 +405,20 @@ class LlamaModel:
                     (-(-b.rows // MATMUL_TILE_ROWS), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
                     TOKENS_PER_THREAD=self.matmul_tokens_per_thread, tokens_per_workgroup=self.matmul_tile_tokens,
                 ))
+        return dispatches
+
+    def _int8_matmul(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, accumulate: bool) -> list[Dispatch]:
+        """Prefill's y (+)= x · Wᵀ for a 4-bit W: x rounded to int8 once, then one dispatch a row block."""
+        c, tile_tokens = self.ctx, 8 * INT8_MATMUL_TOKENS_PER_THREAD
+        quantized = [self.x_int8_codes, self.x_int8_scales]
+        dispatches = [c.dispatch("quantize_int8", [x, *quantized, self._shape(m.rows, m.cols), self.step],
+                                 (-(-m.cols // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1))]
+        for b in m.blocks:
+            shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
+            dispatches.append(c.dispatch(
+                "matmul_q4_int8", [b.codes, b.scales, *quantized, y, shape, self.step],
+                (-(-b.rows // INT8_MATMUL_TILE_ROWS), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
+                TOKENS_PER_THREAD=INT8_MATMUL_TOKENS_PER_THREAD, tokens_per_workgroup=tile_tokens))
         return dispatches
 
     def _embed(self) -> list[Dispatch]:
@@ -478,12 +518,6 @@ class LlamaModel:
             *self._ffn_down(layer, decode),
         ]
 
-    def _build_graph(self, decode: bool) -> list[Dispatch]:
-        """Dispatches of one step. Prefill workgroup counts that depend on n_tokens hold 0 and
-        are filled in by `_sized` for each chunk."""
-        graph = self._body(decode) + self._head(decode)
-        return self._sized(graph, 1) if decode else graph
-
     def _body(self, decode: bool) -> list[Dispatch]:
         """The embedding and every layer: the residual stream of the chunk, before the final norm."""
         graph = self._embed()
@@ -527,7 +561,7 @@ class LlamaModel:
             raise ModelFormatError(f"{len(token_ids)} tokens exceed the context window {self.context_window_size}")
         if self._logits_graph is None:
             self.all_logits = c.empty(n * cfg.vocab_size * 4, label="all_logits")
-            self._logits_graph = self._body(decode=False) + [
+            self._logits_graph = self._prefill_body + [
                 c.dispatch("rmsnorm", [self.x, self.output_norm, self.x_norm, self.norm_params, self.step], (0, 1, 1), **self.row_kernel_workgroup),
                 *self._linear(self.lm_head, self.x_norm, self.all_logits, decode=False),
             ]

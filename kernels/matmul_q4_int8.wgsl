@@ -1,0 +1,142 @@
+// Y[t, r] = sum_k W[r, k] * X[t, k] for a prefill chunk (t < step.n_tokens), or Y += ... when
+// ACCUMULATE, for 4-bit matrices (layouts q4g32, q4g32f) through integer dot products: X comes
+// rounded to int8 per 32-column group by kernels/quantize_int8.wgsl, and per group, row and token
+//     w · x = scale · d · (q_w · q_x) + min · sum(x)
+// (see matvec_q4_int8.wgsl), where q_w · q_x is eight dot4I8Packed (dp4a where the GPU has it).
+// matmul.wgsl's float path spends about five instructions unpacking a weight and one FMA per
+// weight and token; here a weight is unpacked once per workgroup and four of them meet four
+// inputs in one instruction.
+//
+// Bindings: 0 weight_codes vec4<u32>[] (one 32-column group per element), 1 weight_scales u32[]
+//           (layout from `//!include scales`), 2 x_codes, 3 x_scales (quantize_int8.wgsl's),
+//           4 y f32[n_tokens * out_rows], 5 params (rows, cols, row_offset, out_rows as in
+//           matmul.wgsl), 6 step.
+// Mapping: workgroup (i, j) computes rows 128i .. 128i+127 × tokens Tj .. Tj+T-1, T = 8 ·
+//          TOKENS_PER_THREAD, so the caller dispatches (ceil(rows / 128), ceil(n_tokens / T), 1).
+//          Per group of 32 columns, 128 invocations stage a row's codes each (split into even
+//          and odd bytes) and T stage a token's q_x; then invocation (tr, tt) = (lid % 32, lid / 32)
+//          accumulates rows tr + 32i (i < 4) × tokens tt + 8j (j < TOKENS_PER_THREAD). A warp's
+//          lanes read 32 consecutive rows (no bank conflicts) and one token (a broadcast).
+// Requires cols a multiple of 32. Tested by tests/test_kernels_matmul.py against numpy float64.
+
+//!include scales
+
+struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
+struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
+
+@group(0) @binding(0) var<storage, read> weight_codes: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> weight_scales: array<u32>;
+@group(0) @binding(2) var<storage, read> x_codes: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> x_scales: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(6) var<uniform> step: Step;
+
+override ACCUMULATE: bool = false;
+override TOKENS_PER_THREAD: u32 = 8u;  // 8 or 4: tokens a workgroup = 8 × this
+
+const WORKGROUP: u32 = 256u;
+const ROW_LANES: u32 = 32u;
+const TOKEN_LANES: u32 = WORKGROUP / ROW_LANES;  // 8
+const TILE_ROWS: u32 = 4u * ROW_LANES;           // 128 (the dispatch rule depends on it)
+const MAX_TILE_TOKENS: u32 = 64u;
+
+var<workgroup> w_even: array<vec4<u32>, TILE_ROWS>;
+var<workgroup> w_odd: array<vec4<u32>, TILE_ROWS>;
+var<workgroup> w_scale_min: array<vec2<f32>, TILE_ROWS>;
+var<workgroup> x_even: array<vec4<u32>, MAX_TILE_TOKENS>;
+var<workgroup> x_odd: array<vec4<u32>, MAX_TILE_TOKENS>;
+var<workgroup> x_scale_sum: array<vec2<f32>, MAX_TILE_TOKENS>;
+
+fn dot32(w_e: vec4<u32>, w_o: vec4<u32>, x_e: vec4<u32>, x_o: vec4<u32>) -> i32 {
+    return dot4I8Packed(w_e.x, x_e.x) + dot4I8Packed(w_o.x, x_o.x) + dot4I8Packed(w_e.y, x_e.y)
+         + dot4I8Packed(w_o.y, x_o.y) + dot4I8Packed(w_e.z, x_e.z) + dot4I8Packed(w_o.z, x_o.z)
+         + dot4I8Packed(w_e.w, x_e.w) + dot4I8Packed(w_o.w, x_o.w);
+}
+
+fn store(row: u32, token: u32, out_rows: u32, value: f32) {
+    if (row < params.rows && token < step.n_tokens) {
+        let index = token * out_rows + params.row_offset + row;
+        if (ACCUMULATE) { y[index] += value; } else { y[index] = value; }
+    }
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let rows = params.rows;
+    let groups = params.cols / 32u;
+    let tile_tokens = TOKEN_LANES * TOKENS_PER_THREAD;
+    let row0 = wg.x * TILE_ROWS;
+    let token0 = wg.y * tile_tokens;
+    // Staging: invocations 0..127 a row each; 128.. a token each. Rows and tokens past the end
+    // stage zeros, which add nothing and are never stored.
+    let stage_row = row0 + lid;
+    let stage_token = token0 + lid - TILE_ROWS;
+    let stages_row = lid < TILE_ROWS && stage_row < rows;
+    let stages_token = lid >= TILE_ROWS && lid < TILE_ROWS + tile_tokens && stage_token < step.n_tokens;
+
+    let tr = lid % ROW_LANES;
+    let tt = lid / ROW_LANES;
+    var acc: array<vec4<f32>, 8>;  // acc[j][i]: token tt + 8j, row tr + 32i
+    for (var j = 0u; j < 8u; j++) { acc[j] = vec4<f32>(0.0); }
+
+    for (var group = 0u; group < groups; group++) {
+        workgroupBarrier();  // the previous group's reads are done
+        if (lid < TILE_ROWS) {
+            var codes = vec4<u32>(0u);
+            var scale_min = vec2<f32>(0.0);
+            if (stages_row) {
+                codes = weight_codes[stage_row * groups + group];
+                scale_min = group_scale_min(stage_row, group, groups);
+            }
+            w_even[lid] = codes & vec4<u32>(0x0F0F0F0Fu);
+            w_odd[lid] = (codes >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+            w_scale_min[lid] = scale_min;
+        } else if (lid < TILE_ROWS + tile_tokens) {
+            let t = lid - TILE_ROWS;
+            var even = vec4<u32>(0u);
+            var odd = vec4<u32>(0u);
+            var scale_sum = vec2<f32>(0.0);
+            if (stages_token) {
+                let slot = stage_token * groups + group;
+                even = x_codes[2u * slot];
+                odd = x_codes[2u * slot + 1u];
+                scale_sum = x_scales[slot];
+            }
+            x_even[t] = even;
+            x_odd[t] = odd;
+            x_scale_sum[t] = scale_sum;
+        }
+        workgroupBarrier();
+
+        let we0 = w_even[tr];
+        let wo0 = w_odd[tr];
+        let we1 = w_even[tr + ROW_LANES];
+        let wo1 = w_odd[tr + ROW_LANES];
+        let we2 = w_even[tr + 2u * ROW_LANES];
+        let wo2 = w_odd[tr + 2u * ROW_LANES];
+        let we3 = w_even[tr + 3u * ROW_LANES];
+        let wo3 = w_odd[tr + 3u * ROW_LANES];
+        let scale = vec4<f32>(w_scale_min[tr].x, w_scale_min[tr + ROW_LANES].x,
+                              w_scale_min[tr + 2u * ROW_LANES].x, w_scale_min[tr + 3u * ROW_LANES].x);
+        let min = vec4<f32>(w_scale_min[tr].y, w_scale_min[tr + ROW_LANES].y,
+                            w_scale_min[tr + 2u * ROW_LANES].y, w_scale_min[tr + 3u * ROW_LANES].y);
+        for (var j = 0u; j < TOKENS_PER_THREAD; j++) {
+            let t = tt + TOKEN_LANES * j;
+            let xe = x_even[t];
+            let xo = x_odd[t];
+            let xs = x_scale_sum[t];
+            let q = vec4<f32>(vec4<i32>(dot32(we0, wo0, xe, xo), dot32(we1, wo1, xe, xo),
+                                        dot32(we2, wo2, xe, xo), dot32(we3, wo3, xe, xo)));
+            acc[j] += scale * xs.x * q + min * xs.y;
+        }
+    }
+
+    let out_rows = select(params.out_rows, rows, params.out_rows == 0u);
+    for (var j = 0u; j < TOKENS_PER_THREAD; j++) {
+        let token = token0 + tt + TOKEN_LANES * j;
+        for (var i = 0u; i < 4u; i++) {
+            store(row0 + tr + ROW_LANES * i, token, out_rows, acc[j][i]);
+        }
+    }
+}
