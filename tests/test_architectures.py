@@ -117,7 +117,7 @@ def variant(request, tmp_path_factory, ctx):
     print(f"{request.param} seed {seed}")
     path = write_tiny_model(tmp_path_factory.mktemp(request.param) / "tiny.gguf", seed=seed,
                             **VARIANTS[request.param].options)
-    # the GPU decode graph (fused prologues, split attention) even on lavapipe: CI has no GPU, and
+    # the GPU graph (fused prologues, split attention, attention_tiled in prefill) even on lavapipe: CI has no GPU, and
     # tests/test_engine_tiny_llama.py runs the CPU adapters' default, one kernel per op. Matrices
     # this small take the float matvec; test_int8_* below covers the int8 kernels (and prefill's).
     model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=CONTEXT_WINDOW, prefill_chunk_size=CHUNK,
@@ -125,6 +125,8 @@ def variant(request, tmp_path_factory, ctx):
     labels = [d.label for d in model.decode_graph]
     assert "attention_split" in labels and "attention_combine" not in labels  # merged in the output projection
     assert sum(label.endswith("_attention_combine") for label in labels) == model.config.n_layer
+    prefill_labels = [d.label for d in model.prefill_graph(CHUNK)]  # GPU prefill attention: 16 rows a workgroup
+    assert prefill_labels.count("attention_tiled") == (model.config.n_layer if model.config.head_dim <= 128 else 0)
     return request.param, path, model
 
 

@@ -31,13 +31,19 @@ def attention_reference(q, k_cache, v_cache, position: int, scale: float, window
     return out.reshape(n_tokens, n_head * head_dim)
 
 
-@pytest.fixture(params=["attention", "attention_subgroup"])
+@pytest.fixture(params=["attention", "attention_subgroup", "attention_tiled"])
 def attention_kernel(request, ctx):
-    """attention.wgsl (GPUs, and prefill everywhere) and attention_subgroup.wgsl (CPU drivers: a
-    workgroup of one subgroup, lanes owning the head's columns), which must agree."""
+    """attention.wgsl (GPU decode fallback), attention_subgroup.wgsl (CPU drivers: a workgroup of
+    one subgroup, lanes owning the head's columns) and attention_tiled.wgsl (GPU prefill: 16
+    (query, head) rows a workgroup sharing key tiles), which must agree."""
     if request.param == "attention_subgroup" and not ctx.gpu.has_subgroups:
         pytest.skip("attention_subgroup needs subgroups")
     return request.param
+
+
+def tiled_heads(n_head: int, n_kv_head: int) -> int:
+    """attention_tiled's HEADS as the model picks it: the most heads sharing a KV head, up to 4."""
+    return next(h for h in (4, 2, 1) if (n_head // n_kv_head) % h == 0)
 
 
 def subgroup_slots(n_head: int, n_kv_head: int, head_dim: int, n_tokens: int) -> tuple[int, int]:
@@ -51,7 +57,8 @@ def subgroup_slots(n_head: int, n_kv_head: int, head_dim: int, n_tokens: int) ->
 
 def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
                   kernel: str = "attention", slots: tuple[int, int] | None = None) -> np.ndarray:
-    """`slots`: attention_subgroup's (HEADS, TOKENS) a workgroup (default: subgroup_slots)."""
+    """`slots`: attention_subgroup's (HEADS, TOKENS) a workgroup (default: subgroup_slots), or
+    attention_tiled's (HEADS, _) (default: tiled_heads)."""
     n_tokens, n_head, head_dim = q.shape
     out = ctx.empty(q.nbytes)
     ctx.fill(out)
@@ -65,6 +72,12 @@ def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window:
         constants = {"WORKGROUP": lanes, "HEAD_VEC4": head_dim // 4, "COLS_PER_LANE": -(-head_dim // (4 * lanes)),
                      "HEADS": heads, "TOKENS": tokens}
         workgroups = (n_head // heads, -(-n_tokens // tokens))
+    elif kernel == "attention_tiled":
+        if head_dim > 128:
+            pytest.skip("attention_tiled holds head_dim <= 128")
+        heads = slots[0] if slots else tiled_heads(n_head, k_cache.shape[1])
+        constants = {"HEAD_VEC4": head_dim // 4, "HEADS": heads}
+        workgroups = (n_head // heads, -(-n_tokens // (16 // heads)))
     else:
         workgroups = (n_head, n_tokens)
     ctx.run([ctx.dispatch(kernel, buffers, workgroups, **constants)])
@@ -113,6 +126,20 @@ def test_attention_subgroup_slots_of_heads_and_queries(ctx, rng, heads, tokens):
     out = run_attention(ctx, q, k_cache, v_cache, 30, 0.125, window=20, kernel="attention_subgroup",
                         slots=(heads, tokens))
     assert relative_error(out, attention_reference(q, k_cache, v_cache, 30, 0.125, window=20)) < 1e-5
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4, 8])
+@pytest.mark.parametrize("n_tokens, position, window", [(37, 0, 0), (21, 50, 0), (40, 9, 12)])
+def test_attention_tiled_rows_of_heads_and_queries(ctx, rng, heads, n_tokens, position, window):
+    """HEADS heads × 16 / HEADS queries a workgroup, chunks that leave the last workgroup's rows past
+    n_tokens, key tiles straddling the chunk's start, a window shorter than the chunk."""
+    q, k_cache, v_cache = random_case(rng, n_tokens, position, 16, 2, 64)
+    oldest_visible = max(0, position + 1 - window) if window else 0
+    k_cache[:oldest_visible] = np.nan
+    v_cache[:oldest_visible] = np.nan
+    out = run_attention(ctx, q, k_cache, v_cache, position, 0.125, window=window, kernel="attention_tiled",
+                        slots=(heads, 1))
+    assert relative_error(out, attention_reference(q, k_cache, v_cache, position, 0.125, window)) < 1e-5
 
 
 def test_attention_subtracts_the_max_for_scores_in_the_hundreds(ctx, rng, attention_kernel):

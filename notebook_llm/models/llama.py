@@ -48,6 +48,8 @@ MATMUL_WIDE_TILES_MIN_DIM = 768
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
+TILED_ATTENTION_ROWS = 16  # kernels/attention_tiled.wgsl: (query, head) rows a workgroup
+TILED_ATTENTION_MAX_HEAD_DIM = 128
 ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl, gelu_mul.wgsl
 # The FFN middle: its own kernel in prefill, the down projection's input prologue in decode
 # (kernels/input_silu_mul.wgsl, input_gelu_mul.wgsl).
@@ -211,19 +213,22 @@ class LlamaModel:
         # The norms and the FFN middle go inside the matvecs in the GPU graph, and in the CPU
         # graph where matvec_broadcast.wgsl reads the input (its prologues cost a CPU little).
         self.fused_prologues = self.fused_decode or (fused_decode is None and self.broadcast_matvec)
-        # Unsplit attention (prefill; decode on CPU adapters): attention.wgsl, or on CPU drivers
-        # with subgroups attention_subgroup.wgsl, a workgroup of one subgroup whose lanes own the
-        # head's columns. lavapipe, SmolLM2 at depth 1024: ~89 of a 132 ms step with attention.wgsl.
-        self.attention_kernel, self.attention_constants = "attention", {}
-        if ctx.gpu.adapter.is_cpu and ctx.subgroup_size >= 4:
-            self.attention_kernel = "attention_subgroup"
-            self.attention_constants = {"WORKGROUP": ctx.subgroup_size, "HEAD_VEC4": cfg.head_dim // 4,
-                                        "COLS_PER_LANE": -(-cfg.head_dim // (4 * ctx.subgroup_size))}
-        # attention_subgroup's (head, query) pairs a workgroup, up to 4 as its registers allow (slots ·
-        # head_dim <= 256): in decode the heads that share a KV head, in prefill queries of one head.
+        # Unsplit attention (prefill; decode on CPU adapters). CPU drivers with subgroups:
+        # attention_subgroup.wgsl, a workgroup of one subgroup whose lanes own the head's columns
+        # (lavapipe, SmolLM2 at depth 1024: ~89 of a 132 ms step with attention.wgsl), taking up to 4
+        # (head, query) pairs as its registers allow (slots · head_dim <= 256): in decode the heads
+        # that share a KV head, in prefill queries of one head. GPU prefill: attention_tiled.wgsl,
+        # 16 (query, head) rows a workgroup sharing each key tile (heads of one KV head, up to 4).
+        # Else attention.wgsl, a workgroup a (query, head). The GPU graph on a CPU driver (tests) takes
+        # the GPU kernels.
+        self.cpu_attention = ctx.gpu.adapter.is_cpu and not self.fused_decode and ctx.subgroup_size >= 4
+        self.attention_subgroup_constants = {"WORKGROUP": ctx.subgroup_size, "HEAD_VEC4": cfg.head_dim // 4,
+                                             "COLS_PER_LANE": -(-cfg.head_dim // (4 * ctx.subgroup_size))} if self.cpu_attention else {}
+        group = cfg.n_head // cfg.n_kv_head
         fits = [n for n in (4, 3, 2, 1) if n * cfg.head_dim <= 256]
-        self.attention_decode_heads = next(n for n in fits if (cfg.n_head // cfg.n_kv_head) % n == 0)
+        self.attention_decode_heads = next(n for n in fits if group % n == 0)
         self.attention_queries = next(n for n in fits if n != 3)
+        self.tiled_attention_heads = next(h for h in (4, 2, 1) if group % h == 0)
         # rmsnorm.wgsl and rope_kv_write.wgsl (a workgroup a row or head): CPU drivers run a workgroup
         # as SIMD batches of 8 lanes between barriers, so few lanes; lavapipe, SmolLM2, 512-token
         # prefill: the 61 norms 438 -> 111 ms, the 30 RoPE/KV writes 357 -> 217 ms with 16 lanes.
@@ -438,12 +443,12 @@ class LlamaModel:
         switches = dict(HAS_BIAS=cfg.qkv_bias, QK_NORM=cfg.qk_norm, NEOX=cfg.rope_neox)
         caches = [self.k_cache[i], self.v_cache[i]]
         if not (decode and self.fused_decode):
-            heads, tokens = self._attention_slots(decode)
+            kernel, heads, queries, constants = self._unsplit_attention(decode)
             return [
                 c.dispatch("rope_kv_write", [self.qkv, *epilogue, self.q, *caches, self.rope_params, self.step],
                            (0, cfg.n_head + cfg.n_kv_head, 1), **switches, **self.row_kernel_workgroup),
-                c.dispatch(self.attention_kernel, [self.q, *caches, self.attn, attention_params, self.step],
-                           (cfg.n_head // heads, 0, 1), tokens_per_workgroup=tokens, **self._attention_constants(decode)),
+                c.dispatch(kernel, [self.q, *caches, self.attn, attention_params, self.step],
+                           (cfg.n_head // heads, 0, 1), tokens_per_workgroup=queries, **constants),
             ]
         split = c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
                                                *epilogue, self.rope_params],
@@ -454,17 +459,16 @@ class LlamaModel:
                                                         self.attention_chunk_params, self.step],
                                   (cfg.n_head, 1, 1), CHUNK=ATTENTION_CHUNK)]
 
-    def _attention_slots(self, decode: bool) -> tuple[int, int]:
-        """attention_subgroup.wgsl's (HEADS, TOKENS); (1, 1) stands for attention.wgsl's one of each."""
-        if self.attention_kernel != "attention_subgroup":
-            return 1, 1
-        return (self.attention_decode_heads, 1) if decode else (1, self.attention_queries)
-
-    def _attention_constants(self, decode: bool) -> dict:
-        if self.attention_kernel != "attention_subgroup":
-            return {}
-        heads, tokens = self._attention_slots(decode)
-        return {**self.attention_constants, "HEADS": heads, "TOKENS": tokens}
+    def _unsplit_attention(self, decode: bool) -> tuple[str, int, int, dict]:
+        """The unsplit attention kernel of a phase, its (heads, queries) a workgroup and constants."""
+        cfg = self.config
+        if self.cpu_attention:
+            heads, queries = (self.attention_decode_heads, 1) if decode else (1, self.attention_queries)
+            return "attention_subgroup", heads, queries, {**self.attention_subgroup_constants, "HEADS": heads, "TOKENS": queries}
+        if not decode and cfg.head_dim <= TILED_ATTENTION_MAX_HEAD_DIM:
+            heads = self.tiled_attention_heads
+            return "attention_tiled", heads, TILED_ATTENTION_ROWS // heads, {"HEAD_VEC4": cfg.head_dim // 4, "HEADS": heads}
+        return "attention", 1, 1, {}
 
     def _combine_in_output_projection(self) -> bool:
         """GPU decode of small models: the output projection merges the attention chunks itself."""

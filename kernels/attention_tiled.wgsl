@@ -1,0 +1,137 @@
+// Causal grouped-query attention of a prefill chunk, as attention.wgsl computes it (same bindings,
+// same optional sliding window, online float32 softmax), for GPUs: a workgroup takes 16 (query,
+// head) rows — HEADS heads that share one KV head × 16 / HEADS consecutive queries — and walks
+// the keys in tiles of 16, each key and value row loaded once into workgroup memory for all 16
+// rows. attention.wgsl (one query a workgroup) reads every key from memory once per query.
+//
+// Bindings: 0 q f32[n_tokens, n_head, head_dim], 1 k_cache f32[max_context, n_kv_head, head_dim],
+//           2 v_cache (same shape), 3 out f32[n_tokens, n_head * head_dim], 4 params, 5 step.
+// Requires head_dim = 4 · HEAD_VEC4 ≤ 128 and HEADS dividing both 16 and n_head / n_kv_head.
+// Mapping: dispatch (n_head / HEADS, ceil(n_tokens / (16 / HEADS)), 1), 128 invocations; row r of
+//   the workgroup is head wg.x · HEADS + r % HEADS, query wg.y · 16 / HEADS + r / HEADS, and its 8
+//   invocations (lid / 8 == r) score 2 keys of each tile and own value columns lid % 8 + 8i.
+// Tested by tests/test_kernels_attention.py against numpy float64.
+
+struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
+
+@group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<uniform> step: Step;
+
+override HEAD_VEC4: u32 = 16u;
+override HEADS: u32 = 1u;
+
+const WORKGROUP: u32 = 128u;
+const ROWS: u32 = 16u;
+const LANES: u32 = WORKGROUP / ROWS;      // 8 invocations a row
+const TILE: u32 = 16u;                    // keys a tile: 2 a lane
+const MAX_VEC4: u32 = 32u;                // head_dim <= 128
+const STRIDE: u32 = MAX_VEC4 + 1u;        // a key row's vec4s, padded: the 8 lanes of a row read 8 keys in different banks
+const COLS: u32 = MAX_VEC4 / LANES;       // value vec4s a lane owns, at most
+const NEG_BIG: f32 = -3.4028235e38;       // a masked score; exp(NEG_BIG - m) == 0 for any finite m
+
+var<workgroup> q_tile: array<vec4<f32>, ROWS * MAX_VEC4>;
+var<workgroup> k_tile: array<vec4<f32>, TILE * STRIDE>;
+var<workgroup> v_tile: array<vec4<f32>, TILE * STRIDE>;
+var<workgroup> scores: array<f32, ROWS * TILE>;
+
+@compute @workgroup_size(WORKGROUP)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let queries = ROWS / HEADS;
+    let row = lid / LANES;
+    let lane = lid % LANES;
+    let head = wg.x * HEADS + row % HEADS;
+    let t = wg.y * queries + row / HEADS;
+    let kv_head = (wg.x * HEADS) / (params.n_head / params.n_kv_head);
+    let kv_stride = params.n_kv_head * HEAD_VEC4;  // vec4s per cache row
+    let kv_offset = kv_head * HEAD_VEC4;
+    let n_tokens = step.n_tokens;
+    let row_valid = t < n_tokens;
+
+    // Keys this row sees: first_key .. position (its own); the workgroup walks the union.
+    let position = step.position + t;
+    var first_key = 0u;
+    if (params.window > 0u && position + 1u > params.window) { first_key = position + 1u - params.window; }
+    let t_first = wg.y * queries;
+    let t_last = min(t_first + queries, n_tokens) - 1u;
+    let keys_end = step.position + t_last + 1u;
+    var keys_begin = 0u;
+    if (params.window > 0u && step.position + t_first + 1u > params.window) {
+        keys_begin = step.position + t_first + 1u - params.window;
+    }
+
+    for (var i = lid; i < ROWS * HEAD_VEC4; i += WORKGROUP) {
+        let r = i / HEAD_VEC4;
+        let tr = wg.y * queries + r / HEADS;
+        var v = vec4<f32>(0.0);
+        if (tr < n_tokens) { v = q[(tr * params.n_head + wg.x * HEADS + r % HEADS) * HEAD_VEC4 + i % HEAD_VEC4]; }
+        q_tile[r * HEAD_VEC4 + i % HEAD_VEC4] = v;
+    }
+
+    var m_run = NEG_BIG;
+    var l_run = 0.0;
+    var acc: array<vec4<f32>, COLS>;
+    for (var i = 0u; i < COLS; i++) { acc[i] = vec4<f32>(0.0); }
+
+    for (var key0 = keys_begin; key0 < keys_end; key0 += TILE) {
+        for (var i = lid; i < TILE * HEAD_VEC4; i += WORKGROUP) {
+            let j = i / HEAD_VEC4;
+            let c = i % HEAD_VEC4;
+            var k = vec4<f32>(0.0);
+            var v = vec4<f32>(0.0);
+            if (key0 + j < keys_end) {
+                let index = (key0 + j) * kv_stride + kv_offset + c;
+                k = k_cache[index];
+                v = v_cache[index];
+            }
+            k_tile[j * STRIDE + c] = k;
+            v_tile[j * STRIDE + c] = v;
+        }
+        workgroupBarrier();
+
+        var dot_a = 0.0;
+        var dot_b = 0.0;
+        for (var c = 0u; c < HEAD_VEC4; c++) {
+            let qc = q_tile[row * HEAD_VEC4 + c];
+            dot_a += dot(qc, k_tile[lane * STRIDE + c]);
+            dot_b += dot(qc, k_tile[(lane + LANES) * STRIDE + c]);
+        }
+        let key_a = key0 + lane;
+        let key_b = key_a + LANES;
+        let sees_a = row_valid && key_a >= first_key && key_a <= position;
+        let sees_b = row_valid && key_b >= first_key && key_b <= position;
+        scores[row * TILE + lane] = select(NEG_BIG, dot_a * params.scale, sees_a);
+        scores[row * TILE + lane + LANES] = select(NEG_BIG, dot_b * params.scale, sees_b);
+        workgroupBarrier();
+
+        var m_tile = NEG_BIG;
+        for (var j = 0u; j < TILE; j++) { m_tile = max(m_tile, scores[row * TILE + j]); }
+        let m_new = max(m_run, m_tile);
+        let alpha = exp(m_run - m_new);
+        l_run *= alpha;
+        for (var i = 0u; i < COLS; i++) { acc[i] *= alpha; }
+        // A row with no visible key yet has m_new == NEG_BIG and p == 1 for its masked keys; the
+        // first tile that has one rescales that by alpha = exp(NEG_BIG - m) == 0.
+        for (var j = 0u; j < TILE; j++) {
+            let p = exp(scores[row * TILE + j] - m_new);
+            l_run += p;
+            for (var i = 0u; i < COLS; i++) {
+                let c = lane + LANES * i;
+                if (c < HEAD_VEC4) { acc[i] += p * v_tile[j * STRIDE + c]; }
+            }
+        }
+        m_run = m_new;
+        workgroupBarrier();  // the next tile overwrites k_tile, v_tile and scores
+    }
+
+    if (row_valid) {
+        for (var i = 0u; i < COLS; i++) {
+            let c = lane + LANES * i;
+            if (c < HEAD_VEC4) { out[(t * params.n_head + head) * HEAD_VEC4 + c] = acc[i] / l_run; }
+        }
+    }
+}
