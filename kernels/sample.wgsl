@@ -30,16 +30,19 @@
 //
 // Bindings: 0 scores f32[vocab], 1 token_out u32[>= 1], 2 counts u32[vocab], 3 result u32[44] (the record
 //           of notebook_llm/engine/sampler.py; only word 0 is written here), 4 params (SamplingParams:
-//           vocab, top_k, top_p, min_p are read), 5 step (position, seed, temperature).
-// Mapping: dispatch (1, 1, 1); 256 threads each scan a strided slice of the vocabulary, then reductions in
-// workgroup memory (a tree for the argmax, two levels of 16 for the sums).
-// Cost: 2 passes over the vocabulary, plus 33 when top-k or top-p is on (lavapipe, vocab 49152: ~1.5 ms
-// without, ~10-15 ms with).
+//           vocab, top_k, top_p, min_p are read), 5 step (position, seed, temperature), 6 partials
+//           (sample_partials.wgsl's PARTIALS candidates, dispatched just before on the same scores).
+// Mapping: dispatch (1, 1, 1); 256 threads. The argmax and, without filters, the draw are reductions of
+// sample_partials.wgsl's candidates (that kernel spreads the passes over the vocabulary across the GPU:
+// one workgroup scanning a 128k vocabulary took ~40 µs of an H100 decode step); with filters, the 32-round
+// threshold search and the filtered draw scan the vocabulary here (strided slices, reductions in
+// workgroup memory: a tree for the argmax, two levels of 16 for the sums; lavapipe, vocab 49152: ~10-15 ms).
 // Tested by tests/test_kernels_sample.py (argmax, draws against softmax by chi-square) and
 // tests/test_sampler.py (top-k, top-p, min-p and temperature draws by chi-square, kept set exact).
 
 //!include sampling_params
 //!include workgroup_argmax
+//!include gumbel
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> scores: array<f32>;
@@ -48,6 +51,9 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 @group(0) @binding(3) var<storage, read_write> result: array<u32>;
 @group(0) @binding(4) var<uniform> params: SamplingParams;
 @group(0) @binding(5) var<uniform> step: Step;
+@group(0) @binding(6) var<storage, read> partials: array<vec4<u32>>;
+
+override PARTIALS: u32 = 1u;  // sample_partials.wgsl's candidates
 
 const WORKGROUP: u32 = 256u;
 const GROUPS: u32 = 16u;  // workgroup_sum: 16 groups of 16 partials
@@ -60,27 +66,6 @@ var<workgroup> partial_mass: array<f32, WORKGROUP>;
 var<workgroup> partial_count: array<u32, WORKGROUP>;
 var<workgroup> group_mass: array<f32, GROUPS>;
 var<workgroup> group_count: array<u32, GROUPS>;
-
-// PCG output permutation (O'Neill) used as a 32-bit integer hash (Jarzynski & Olano 2020).
-fn pcg_hash(x: u32) -> u32 {
-    let state = x * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
-// -log(u) for u = (h + 1/2) / 2^32, keeping its relative precision where it is small (u near 1),
-// which is where the Gumbel noise -log(-log u) is large and decides the draw. WGSL's log is only
-// accurate to 2^-21 absolute on [0.5, 2], so u >= 1/2 is handled through v = 1 - u, held exactly.
-fn standard_exponential(h: u32) -> f32 {
-    if (h < 0x80000000u) {
-        return -log((f32(h) + 0.5) * 2.3283064e-10);            // u in (0, 1/2]
-    }
-    let v = (f32(~h) + 0.5) * 2.3283064e-10;                     // v = 1 - u in (0, 1/2)
-    if (v < 0.005) {
-        return v * (1.0 + v * (0.5 + v * (0.33333334 + v * 0.25)));  // -log(1 - v), error < v^5/5
-    }
-    return -log(1.0 - v);
-}
 
 // Order-preserving map of a float to u32 (a < b  <=>  key(a) < key(b)); -0 is read as +0.
 fn order_key(x: f32) -> u32 {
@@ -157,23 +142,15 @@ fn top_k_top_p_key(lid: u32, max_score: f32, inv_temperature: f32) -> u32 {
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(local_invocation_index) lid: u32) {
     let temperature = step.temperature;
-    // Four loads in flight per thread: one workgroup scans the whole vocabulary, so the chain of
-    // loads per thread sets the time (H200, vocab 128k: ~100 µs one at a time).
+    // The argmax and the unfiltered draw come from sample_partials.wgsl's PARTIALS candidates.
     var mine = Candidate(0.0, NONE);
-    var i = lid;
-    for (; i + 3u * WORKGROUP < params.vocab; i += 4u * WORKGROUP) {
-        let s0 = scores[i];
-        let s1 = scores[i + WORKGROUP];
-        let s2 = scores[i + 2u * WORKGROUP];
-        let s3 = scores[i + 3u * WORKGROUP];
-        if (better(s0, i, mine)) { mine = Candidate(s0, i); }
-        if (better(s1, i + WORKGROUP, mine)) { mine = Candidate(s1, i + WORKGROUP); }
-        if (better(s2, i + 2u * WORKGROUP, mine)) { mine = Candidate(s2, i + 2u * WORKGROUP); }
-        if (better(s3, i + 3u * WORKGROUP, mine)) { mine = Candidate(s3, i + 3u * WORKGROUP); }
-    }
-    for (; i < params.vocab; i += WORKGROUP) {
-        let s = scores[i];
-        if (better(s, i, mine)) { mine = Candidate(s, i); }
+    var mine_drawn = Candidate(0.0, NONE);
+    for (var j = lid; j < PARTIALS; j += WORKGROUP) {
+        let p = partials[j];
+        let greedy = Candidate(bitcast<f32>(p.x), p.y);
+        if (greedy.index != NONE && better(greedy.value, greedy.index, mine)) { mine = greedy; }
+        let drawn = Candidate(bitcast<f32>(p.z), p.w);
+        if (drawn.index != NONE && better(drawn.value, drawn.index, mine_drawn)) { mine_drawn = drawn; }
     }
     let top = workgroup_argmax(lid, mine);
     var token = top.index;
@@ -184,14 +161,16 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         if (params.min_p > 0.0) {
             threshold = max(threshold, order_key(top.value + temperature * log(params.min_p)));
         }
-        let stream = pcg_hash(step.seed ^ pcg_hash(step.position + step.n_tokens));
-        var drawn = Candidate(0.0, NONE);
-        for (var i = lid; i < params.vocab; i += WORKGROUP) {
-            let s = scores[i];
-            if (s > MASKED && order_key(s) >= threshold) {
-                let gumbel = -log(standard_exponential(pcg_hash(stream + pcg_hash(i))));
-                let value = s + temperature * gumbel;
-                if (better(value, i, drawn)) { drawn = Candidate(value, i); }
+        var drawn = mine_drawn;
+        if (threshold > 0u) {  // filtered: the draw over the kept set, all here
+            let stream = noise_stream(step.seed, step.position + step.n_tokens);
+            drawn = Candidate(0.0, NONE);
+            for (var i = lid; i < params.vocab; i += WORKGROUP) {
+                let s = scores[i];
+                if (s > MASKED && order_key(s) >= threshold) {
+                    let value = s + temperature * gumbel(stream, i);
+                    if (better(value, i, drawn)) { drawn = Candidate(value, i); }
+                }
             }
         }
         let winner = workgroup_argmax(lid, drawn);

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from notebook_llm.engine.sampler import SamplingParams, params_bytes
+from notebook_llm.engine.sampler import GpuSampler, SamplingParams
 
 # Upper 1e-4 tail of the chi-square distribution with 7 degrees of freedom (8 categories),
 # scipy.stats.chi2.isf(1e-4, 7). A correct sampler fails a chi-square test once in 10,000 runs.
@@ -15,18 +15,18 @@ CHI2_7DOF_P1E4 = 29.8775
 
 
 def run_sample(ctx, logits_buffer, vocab: int, draws: list[tuple[int, int, float]]) -> np.ndarray:
-    """One dispatch per (seed, position, temperature), no top-k/top-p/min-p (the logits are the
-    kernel's `scores`); each token copied into its slot of `tokens`."""
+    """One draw (sample_partials, sample) per (seed, position, temperature), no top-k/top-p/min-p
+    (the logits are the kernels' `scores`); each token copied into its slot of `tokens`."""
     token_out = ctx.empty(4)
-    counts = ctx.buffer(np.zeros(vocab, np.uint32))
-    record = ctx.empty(176)
+    sampler = GpuSampler(ctx, vocab, logits_buffer, token_out, ctx.uniform(struct.pack("<IIIf", 1, 0, 0, 0.0)))
+    sampler.begin_request(SamplingParams(), [])
     tokens = ctx.empty(4 * len(draws))
     ctx.fill(tokens, 0.0)
-    params = ctx.uniform(params_bytes(vocab, SamplingParams()))
+    ctx.fill(sampler.partials)  # poisoned: a candidate the partials kernel did not write
     encoder = ctx.device.create_command_encoder()
     for slot, (seed, position, temperature) in enumerate(draws):
         step = ctx.uniform(struct.pack("<IIIf", 1, position, seed, temperature))
-        ctx.encode(encoder, [ctx.dispatch("sample", [logits_buffer, token_out, counts, record, params, step], 1)])
+        ctx.encode(encoder, sampler.draw_dispatches(logits_buffer, step))
         encoder.copy_buffer_to_buffer(token_out, 0, tokens, 4 * slot, 4)
     ctx.queue.submit([encoder.finish()])
     return ctx.read(tokens, np.uint32, len(draws)).astype(np.int64)

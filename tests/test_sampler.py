@@ -59,21 +59,20 @@ def sample_once(ctx, sampler: GpuSampler, seed: int, temperature: float, with_lo
 
 def processed_scores(ctx, sampler: GpuSampler) -> np.ndarray:
     ctx.fill(sampler.scores)
-    ctx.run(sampler.dispatches(False)[:1])
+    ctx.run([sampler.process])
     return ctx.read(sampler.scores, np.float32, sampler.vocab_size)
 
 
 def draw_many(ctx, sampler: GpuSampler, draws: list[tuple[int, int, float]]) -> np.ndarray:
-    """Process once, then one sample dispatch per (seed, position, temperature), each with its own
+    """Process once, then one draw (sample_partials, sample) per (seed, position, temperature), each with its own
     step uniform, all in one command encoder; each token copied into its slot of `out`."""
-    ctx.run(sampler.dispatches(False)[:1])
+    ctx.run([sampler.process])
     out = ctx.empty(4 * len(draws))
     ctx.fill(out)
     encoder = ctx.device.create_command_encoder()
     for slot, (seed, position, temperature) in enumerate(draws):
         step = ctx.uniform(step_bytes(position, seed, temperature))
-        bindings = [sampler.scores, sampler.tokens, sampler.counts, sampler.result, sampler.params, step]
-        ctx.encode(encoder, [ctx.dispatch("sample", bindings, 1)])
+        ctx.encode(encoder, sampler.draw_dispatches(sampler.scores, step))
         encoder.copy_buffer_to_buffer(sampler.tokens, 0, out, 4 * slot, 4)
     ctx.queue.submit([encoder.finish()])
     return ctx.read(out, np.uint32, len(draws)).astype(np.int64)
@@ -406,3 +405,24 @@ def test_without_logprobs_the_record_is_the_token_alone(ctx, rng):
     assert sampler.dispatches(True) is sampler.dispatches(True)  # built once, not per step
     record = sample_once(ctx, sampler, 0, 0.0, False)
     assert record == SampledToken(int(np.argmax(logits)))
+
+
+def test_logits_process_runs_only_while_a_request_needs_it(ctx, rng):
+    """No bias, penalty or mask: the draw reads the logits directly (one dispatch fewer a token)."""
+    logits = rng.standard_normal(1000).astype(np.float32)
+    sampler = make_sampler(ctx, logits, SamplingParams(temperature=0.0))
+    labels = lambda: [d.label for d in sampler.dispatches(False)]  # noqa: E731
+    assert labels() == ["sample_partials", "sample"]
+    assert sample_once(ctx, sampler, 0, 0.0, False).token == int(np.argmax(logits))
+    allowed = np.zeros(1000, np.bool_)
+    allowed[[3, 500]] = True
+    sampler.set_mask(allowed)
+    assert labels() == ["logits_process", "sample_partials", "sample"]
+    assert sample_once(ctx, sampler, 0, 0.0, False).token == max((3, 500), key=lambda i: logits[i])
+    sampler.set_mask(None)
+    assert labels() == ["sample_partials", "sample"]
+    sampler.begin_request(SamplingParams(temperature=0.0, logit_bias={7: 100.0}), [])
+    assert labels()[0] == "logits_process" and sample_once(ctx, sampler, 0, 0.0, False).token == 7
+    sampler.begin_request(SamplingParams(temperature=0.0), [])
+    assert labels() == ["sample_partials", "sample"]
+    assert sample_once(ctx, sampler, 0, 0.0, True).token == int(np.argmax(logits))

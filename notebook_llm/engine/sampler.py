@@ -5,6 +5,9 @@ parameters, result record) and its three dispatches, all made once per model:
 
   logits_process   logits (left untouched) + bias, repetition / frequency / presence penalties,
                    grammar mask                                   -> scores
+                   (skipped while a request has none of them: the draw reads the logits)
+  sample_partials  the argmax and the unfiltered draw of slices of the vocabulary, across the GPU
+                                                                  -> partials
   sample           greedy, or Gumbel-max over top-k ∩ top-p ∩ min-p at the step's temperature
                                                                   -> tokens[0], counts[token] += 1, record[0]
   token_logprobs   log-softmax of the raw logits: the token's logprob and the top-N (only when asked)
@@ -39,6 +42,8 @@ RECORD_BYTES = 4 * RECORD_WORDS  # 176
 TOKEN_ONLY_BYTES = 4
 
 WORKGROUP = 256  # kernels/logits_process.wgsl: one thread per token
+PARTIAL_TOKENS = 16  # kernels/sample_partials.wgsl: tokens an invocation scans
+PARTIALS_WORKGROUP = 64
 
 
 @dataclass(frozen=True)
@@ -114,17 +119,36 @@ class GpuSampler:
         self._bias_ids: list[int] = []  # ids whose bias is nonzero on the GPU now
         self._prompt_ids = np.zeros(0, np.int64)  # ids whose prompt_seen is set on the GPU now
 
-        process = ctx.dispatch(
+        self.n_partials = -(-vocab_size // PARTIAL_TOKENS)
+        self.partials = ctx.empty(16 * self.n_partials, label="sample_partials")
+        self._penalized = False  # whether the request has a logit bias or a penalty
+        self._masked = False  # whether a grammar mask is set
+
+        self.process = process = ctx.dispatch(
             "logits_process", [logits, self.bias, self.counts, self.prompt_seen, self.mask, self.scores, self.params],
             -(-vocab_size // WORKGROUP),
         )
-        sample = ctx.dispatch("sample", [self.scores, tokens, self.counts, self.result, self.params, step], 1)
         logprobs = ctx.dispatch("token_logprobs", [logits, tokens, self.result, self.params], 1)
-        self._dispatches = {False: [process, sample], True: [process, sample, logprobs]}
+        draw_scores, draw_logits = self.draw_dispatches(self.scores, step), self.draw_dispatches(logits, step)
+        self._dispatches = {  # (processed, with_logprobs)
+            (True, False): [process, *draw_scores], (True, True): [process, *draw_scores, logprobs],
+            (False, False): draw_logits, (False, True): [*draw_logits, logprobs],
+        }
+
+    def draw_dispatches(self, scores: wgpu.GPUBuffer, step: wgpu.GPUBuffer) -> list[Dispatch]:
+        """sample_partials and sample over `scores` at `step`'s (seed, position, temperature)."""
+        ctx = self.ctx
+        partials = ctx.dispatch("sample_partials", [scores, self.partials, self.params, step],
+                                -(-self.n_partials // PARTIALS_WORKGROUP), PARTIALS=self.n_partials)
+        sample = ctx.dispatch("sample", [scores, self.tokens, self.counts, self.result, self.params, step, self.partials],
+                              1, PARTIALS=self.n_partials)
+        return [partials, sample]
 
     def dispatches(self, with_logprobs: bool) -> list[Dispatch]:
-        """process, sample[, token_logprobs]: append to a step's graph after the LM head (do not mutate)."""
-        return self._dispatches[bool(with_logprobs)]
+        """[logits_process,] sample_partials, sample[, token_logprobs]: append to a step's graph after
+        the LM head (do not mutate). logits_process only while the request has a logit bias, a
+        penalty or a grammar mask."""
+        return self._dispatches[(self._penalized or self._masked, bool(with_logprobs))]
 
     @staticmethod
     def record_bytes(with_logprobs: bool) -> int:
@@ -135,6 +159,8 @@ class GpuSampler:
         """Write the request's parameters, logit bias and prompt tokens; zero the penalty counts.
         The grammar mask is left as it is: call `set_mask` (None for no grammar) per request."""
         queue = self.ctx.queue
+        self._penalized = bool(params.logit_bias) or params.repetition_penalty != 1.0 or \
+            params.frequency_penalty != 0.0 or params.presence_penalty != 0.0
         queue.write_buffer(self.params, 0, params_bytes(self.vocab_size, params))
         queue.write_buffer(self.counts, 0, self._zero_counts)
         bias_ids = [int(i) for i in params.logit_bias]
@@ -169,3 +195,4 @@ class GpuSampler:
         if words.size != self.mask_words:
             raise ValueError(f"grammar mask has {words.size} words; {self.mask_words} (vocab {self.vocab_size}) expected")
         self.ctx.queue.write_buffer(self.mask, 0, words.tobytes())
+        self._masked = bitmask is not None
