@@ -42,7 +42,11 @@ RECORD_BYTES = 4 * RECORD_WORDS  # 176
 TOKEN_ONLY_BYTES = 4
 
 WORKGROUP = 256  # kernels/logits_process.wgsl: one thread per token
-PARTIAL_TOKENS = 16  # kernels/sample_partials.wgsl: tokens an invocation scans
+# kernels/sample_partials.wgsl: tokens an invocation scans. GPUs: few, so that each invocation's
+# chain of loads stays short; CPU drivers: more, fewer candidates for sample.wgsl's one workgroup
+# to reduce (lavapipe, vocab 49152: the draw 450 µs with 16, 353 with 64).
+PARTIAL_TOKENS_GPU = 16
+PARTIAL_TOKENS_CPU = 64
 PARTIALS_WORKGROUP = 64
 
 
@@ -119,7 +123,7 @@ class GpuSampler:
         self._bias_ids: list[int] = []  # ids whose bias is nonzero on the GPU now
         self._prompt_ids = np.zeros(0, np.int64)  # ids whose prompt_seen is set on the GPU now
 
-        self.n_partials = -(-vocab_size // PARTIAL_TOKENS)
+        self.n_partials = -(-vocab_size // (PARTIAL_TOKENS_CPU if ctx.gpu.adapter.is_cpu else PARTIAL_TOKENS_GPU))
         self.partials = ctx.empty(16 * self.n_partials, label="sample_partials")
         self._penalized = False  # whether the request has a logit bias or a penalty
         self._masked = False  # whether a grammar mask is set
