@@ -55,3 +55,37 @@ def test_include_step_resolves_the_weight_layout_and_hoists_enables():
     assert not any(line.startswith("//!include") for line in source.splitlines())
     with pytest.raises(ValueError, match="weight layout"):
         shader_source("matvec")
+
+
+def test_kernel_modules_compile_without_runtime_checks_and_still_report_errors(ctx, monkeypatch):
+    """create_module drops naga's bounds checks and loop counters (wgpu-native's trusted modules): the
+    kernels' own tests check their bounds. A broken shader still raises wgpu's typed error, on both
+    paths."""
+    import numpy as np
+    import wgpu
+
+    from notebook_llm.gpu import shaders
+
+    assert shaders._TRUSTED_MODULES  # the wgpu-native backend this project pins
+    broken = "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }"
+    with pytest.raises(wgpu.GPUValidationError):
+        shaders.create_module(ctx.device, "broken", broken)
+    monkeypatch.setenv("NOTEBOOK_LLM_CHECKED_SHADERS", "1")
+    with pytest.raises(wgpu.GPUValidationError):
+        shaders.create_module(ctx.device, "broken", broken)
+    monkeypatch.delenv("NOTEBOOK_LLM_CHECKED_SHADERS")
+    out = ctx.empty(16)
+    code = ("@group(0) @binding(0) var<storage, read_write> out: array<u32>;\n"
+            "@compute @workgroup_size(4) fn main(@builtin(local_invocation_index) i: u32) { out[i] = i * 7u; }")
+    pipeline = ctx.device.create_compute_pipeline(layout="auto", compute={
+        "module": shaders.create_module(ctx.device, "trusted", code), "entry_point": "main"})
+    bind_group = ctx.device.create_bind_group(layout=pipeline.get_bind_group_layout(0),
+                                              entries=[{"binding": 0, "resource": {"buffer": out}}])
+    encoder = ctx.device.create_command_encoder()
+    compute_pass = encoder.begin_compute_pass()
+    compute_pass.set_pipeline(pipeline)
+    compute_pass.set_bind_group(0, bind_group)
+    compute_pass.dispatch_workgroups(1)
+    compute_pass.end()
+    ctx.queue.submit([encoder.finish()])
+    assert ctx.read(out, np.uint32, 4).tolist() == [0, 7, 14, 21]
