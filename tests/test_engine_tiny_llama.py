@@ -46,6 +46,12 @@ def test_prefill_logits_match_numpy_forward_at_every_position(tiny_model, tiny_p
 
 
 def test_decode_steps_match_numpy_forward(tiny_model, tiny_path, rng):
+    """The adapter's default decode graph; on CPU drivers with subgroups its QKV projections rotate q
+    and k and write the KV cache themselves (matvec_broadcast_rope), no rope_kv_write left."""
+    labels = [d.label for d in tiny_model.decode_graph]
+    if tiny_model.broadcast_matvec:
+        assert sum(label.startswith("matvec_broadcast_rope") for label in labels) == tiny_model.config.n_layer
+        assert "rope_kv_write" not in labels
     prompt = rng.integers(0, tiny_model.config.vocab_size, size=19).tolist()
     ids, logits = greedy_trace(tiny_model, prompt, n_new=12)
     reference = numpy_llama_logits(tiny_path, prompt + ids[:-1])[len(prompt) - 1 :]

@@ -381,6 +381,45 @@ def test_matvec_broadcast_prologues_match_numpy(ctx, rng, subgroups, prologue):
     assert relative_error(out, dequantize(w).astype(np.float64) @ expected_in) < BOUND
 
 
+@pytest.mark.parametrize("rows_per_thread", [2, 4, 8])
+@pytest.mark.parametrize("rope_dim", [16, 12])
+def test_matvec_broadcast_rope_writes_rotated_q_and_the_kv_cache(ctx, rng, subgroups, rows_per_thread, rope_dim):
+    """The CPU decode QKV projection with RoPE and the KV-cache write in its epilogue: 3 q heads and
+    1 KV head of 16, adjacent pairs rotated by a random (cos, sin) table row (rope_dim 12: the last
+    4 dims pass through); cache rows other than the position's stay NaN."""
+    n_head, n_kv_head, head_dim, cols, position, context, eps = 3, 1, 16, 96, 5, 9, 1e-5
+    rows = (n_head + 2 * n_kv_head) * head_dim
+    w = random_weight(rng, QT.Q4_1, rows, cols)
+    x = (3.0 * rng.standard_normal(cols)).astype(np.float32)
+    g = rng.uniform(0.5, 1.5, cols).astype(np.float32)
+    table = rng.standard_normal((context, rope_dim // 2, 2)).astype(np.float32)
+    q_out, k_cache, v_cache = ctx.empty(n_head * head_dim * 4), *(ctx.empty(context * n_kv_head * head_dim * 4) for _ in range(2))
+    for buffer in (q_out, k_cache, v_cache):
+        ctx.fill(buffer)
+    buffers = [ctx.buffer(w.codes), ctx.buffer(w.scales), ctx.buffer(x), q_out, ctx.uniform(params(rows, cols)),
+               ctx.buffer(g), ctx.uniform(np.array([cols, np.float32(eps).view(np.uint32), 0, 0], np.uint32)),
+               k_cache, v_cache, ctx.buffer(table),
+               ctx.uniform(np.array([n_head, n_kv_head, head_dim, rope_dim, 0, 0, 0, 0], np.uint32)),
+               ctx.uniform(np.array([1, position, 0, 0], np.uint32))]
+    workgroups = -(-rows // (BROADCAST_WORKGROUP * rows_per_thread))
+    ctx.run([ctx.dispatch("matvec_broadcast_rope", buffers, workgroups, weights=w.layout, prologue="rmsnorm",
+                          ROWS_PER_THREAD=rows_per_thread)])
+    x64 = x.astype(np.float64)
+    qkv = dequantize(w).astype(np.float64) @ (x64 / np.sqrt(np.mean(x64 ** 2) + eps) * g)
+    heads = qkv.reshape(n_head + 2 * n_kv_head, head_dim).copy()
+    c, s_ = table[position, :, 0].astype(np.float64), table[position, :, 1].astype(np.float64)
+    for h in range(n_head + n_kv_head):  # q and k heads
+        a, b = heads[h, 0:rope_dim:2].copy(), heads[h, 1:rope_dim:2].copy()
+        heads[h, 0:rope_dim:2], heads[h, 1:rope_dim:2] = a * c - b * s_, a * s_ + b * c
+    got_k = ctx.read(k_cache, np.float32, context * head_dim).reshape(context, head_dim)
+    got_v = ctx.read(v_cache, np.float32, context * head_dim).reshape(context, head_dim)
+    assert relative_error(ctx.read(q_out, np.float32, n_head * head_dim), heads[:n_head].ravel()) < BOUND
+    assert relative_error(got_k[position], heads[n_head]) < BOUND
+    assert relative_error(got_v[position], heads[n_head + 1]) < BOUND
+    others = np.arange(context) != position
+    assert np.isnan(got_k[others]).all() and np.isnan(got_v[others]).all()
+
+
 def test_matvec_broadcast_row_blocks_and_folded_workgroups(ctx, rng, subgroups):
     """Row blocks write y[row_offset + r]; a dispatch folded into (x, y) workgroups (as past 65535)
     numbers its workgroups y·nx + x."""

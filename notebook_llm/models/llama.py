@@ -105,6 +105,9 @@ BROADCAST_MATVEC_TALL_ROWS = 2048
 # matmul.wgsl, 15.2 with 8 tokens a workgroup, 13.4 with 16.
 MATMUL_BROADCAST_TOKENS = 16
 CPU_ROW_WORKGROUP = 16
+# The CPU decode graph's QKV projection rotates q and k and writes the KV cache itself
+# (kernels/matvec_broadcast_rope.wgsl) where RoPE pairs are adjacent and there is no QKV bias or q/k
+# norm: lavapipe, SmolLM2, the 30 rope_kv_write dispatches cost ~1.4-1.6 ms of a ~31 ms step.
 
 
 @dataclass(frozen=True)
@@ -444,12 +447,11 @@ class LlamaModel:
         caches = [self.k_cache[i], self.v_cache[i]]
         if not (decode and self.fused_decode):
             kernel, heads, queries, constants = self._unsplit_attention(decode)
-            return [
+            rope_kv_write = [] if self._rope_in_qkv(layer, decode) else [
                 c.dispatch("rope_kv_write", [self.qkv, *epilogue, self.q, *caches, self.rope_params, self.step],
-                           (0, cfg.n_head + cfg.n_kv_head, 1), **switches, **self.row_kernel_workgroup),
-                c.dispatch(kernel, [self.q, *caches, self.attn, attention_params, self.step],
-                           (cfg.n_head // heads, 0, 1), tokens_per_workgroup=queries, **constants),
-            ]
+                           (0, cfg.n_head + cfg.n_kv_head, 1), **switches, **self.row_kernel_workgroup)]
+            return [*rope_kv_write, c.dispatch(kernel, [self.q, *caches, self.attn, attention_params, self.step],
+                                               (cfg.n_head // heads, 0, 1), tokens_per_workgroup=queries, **constants)]
         split = c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
                                                *epilogue, self.rope_params],
                            (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK, **switches)
@@ -458,6 +460,24 @@ class LlamaModel:
         return [split, c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params,
                                                         self.attention_chunk_params, self.step],
                                   (cfg.n_head, 1, 1), CHUNK=ATTENTION_CHUNK)]
+
+    def _rope_in_qkv(self, layer: dict, decode: bool) -> bool:
+        """Whether decode's QKV projection does the RoPE and KV-cache write (matvec_broadcast_rope.wgsl):
+        the CPU graph (the GPU graph's split attention ropes its own heads)."""
+        cfg, m = self.config, layer["qkv"]
+        return (decode and not self.fused_decode and self.fused_prologues and self._takes_broadcast(m) and len(m.blocks) == 1
+                and not (cfg.rope_neox or cfg.qkv_bias or cfg.qk_norm) and cfg.head_dim % 8 == 0 and cfg.rope_dim % 2 == 0)
+
+    def _qkv_with_rope(self, i: int, rope: wgpu.GPUBuffer) -> list[Dispatch]:
+        """Layer i's decode QKV projection writing rotated q to self.q and k, v to its KV cache."""
+        layer = self.layers[i]
+        m = layer["qkv"]
+        b, rows_per_thread = m.blocks[0], _broadcast_matvec_rows_per_thread(m.rows)
+        return [self.ctx.dispatch(
+            "matvec_broadcast_rope", [b.codes, b.scales, self.x, self.q, self._shape(b.rows, m.cols), layer["attn_norm"],
+                                      self.norm_params, self.k_cache[i], self.v_cache[i], rope, self.rope_params, self.step],
+            _matvec_workgroups(b.rows, BROADCAST_MATVEC_WORKGROUP * rows_per_thread), weights=b.layout,
+            prologue="rmsnorm", ROWS_PER_THREAD=rows_per_thread)]
 
     def _unsplit_attention(self, decode: bool) -> tuple[str, int, int, dict]:
         """The unsplit attention kernel of a phase, its (heads, queries) a workgroup and constants."""
@@ -514,8 +534,10 @@ class LlamaModel:
         layer = self.layers[i]
         local = self.config.is_local_layer(i)
         rope, attention_params = (self.rope_local, self.attention_params_local) if local else (self.rope, self.attention_params)
+        qkv = (self._qkv_with_rope(i, rope) if self._rope_in_qkv(layer, decode)
+               else self._normed_linear(layer["qkv"], layer["attn_norm"], self.qkv, decode))
         return [
-            *self._normed_linear(layer["qkv"], layer["attn_norm"], self.qkv, decode),
+            *qkv,
             *self._attention(i, attention_params, rope, decode),
             *self._attention_output(layer, attention_params, decode),
             *self._normed_linear(layer["gate_up"], layer["ffn_norm"], self.gate_up, decode),
