@@ -61,6 +61,24 @@ fn store(row: u32, token: u32, out_rows: u32, value: f32) {
     }
 }
 
+// What a staging invocation loads for one group: a row's codes (a) and (scale, min), or a token's
+// even (a) and odd (b) q_x words and (d, sum); zeros past the rows or tokens.
+struct Staged { a: vec4<u32>, b: vec4<u32>, scales: vec2<f32> }
+
+fn fetch(group: u32, groups: u32, stages_row: bool, row: u32, stages_token: bool, token: u32) -> Staged {
+    var out = Staged(vec4<u32>(0u), vec4<u32>(0u), vec2<f32>(0.0));
+    if (stages_row) {
+        out.a = weight_codes[row * groups + group];
+        out.scales = group_scale_min(row, group, groups);
+    } else if (stages_token) {
+        let slot = token * groups + group;
+        out.a = x_codes[2u * slot];
+        out.b = x_codes[2u * slot + 1u];
+        out.scales = x_scales[slot];
+    }
+    return out;
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let rows = params.rows;
@@ -80,34 +98,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc: array<vec4<f32>, 8>;  // acc[j][i]: token tt + 8j, row tr + 32i
     for (var j = 0u; j < 8u; j++) { acc[j] = vec4<f32>(0.0); }
 
+    // Each group's codes and scales are fetched into registers one group ahead, so their loads
+    // are in flight while the previous group's dot products run.
+    var next = fetch(0u, groups, stages_row, stage_row, stages_token, stage_token);
     for (var group = 0u; group < groups; group++) {
         workgroupBarrier();  // the previous group's reads are done
         if (lid < TILE_ROWS) {
-            var codes = vec4<u32>(0u);
-            var scale_min = vec2<f32>(0.0);
-            if (stages_row) {
-                codes = weight_codes[stage_row * groups + group];
-                scale_min = group_scale_min(stage_row, group, groups);
-            }
-            w_even[lid] = codes & vec4<u32>(0x0F0F0F0Fu);
-            w_odd[lid] = (codes >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
-            w_scale_min[lid] = scale_min;
+            w_even[lid] = next.a & vec4<u32>(0x0F0F0F0Fu);
+            w_odd[lid] = (next.a >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+            w_scale_min[lid] = next.scales;
         } else if (lid < TILE_ROWS + tile_tokens) {
-            let t = lid - TILE_ROWS;
-            var even = vec4<u32>(0u);
-            var odd = vec4<u32>(0u);
-            var scale_sum = vec2<f32>(0.0);
-            if (stages_token) {
-                let slot = stage_token * groups + group;
-                even = x_codes[2u * slot];
-                odd = x_codes[2u * slot + 1u];
-                scale_sum = x_scales[slot];
-            }
-            x_even[t] = even;
-            x_odd[t] = odd;
-            x_scale_sum[t] = scale_sum;
+            x_even[lid - TILE_ROWS] = next.a;
+            x_odd[lid - TILE_ROWS] = next.b;
+            x_scale_sum[lid - TILE_ROWS] = next.scales;
         }
         workgroupBarrier();
+        if (group + 1u < groups) { next = fetch(group + 1u, groups, stages_row, stage_row, stages_token, stage_token); }
 
         let we0 = w_even[tr];
         let wo0 = w_odd[tr];
