@@ -52,6 +52,19 @@ fn store(row: u32, token: u32, out_rows: u32, value: f32) {
     }
 }
 
+// What a loading thread brings in for the K step at k_tile: one 8-column weight block, one vec4
+// of X; zeros past the rows, tokens or columns.
+struct Fetched { w: Block8, x: vec4<f32> }
+
+fn fetch(k_tile: u32, loads_w: bool, w_row: u32, load_block: u32, loads_x: bool, x_token: u32, load_vec4: u32) -> Fetched {
+    var out = Fetched(Block8(vec4<f32>(0.0), vec4<f32>(0.0)), vec4<f32>(0.0));
+    let k0 = k_tile + load_block * 8u;
+    if (loads_w && w_row < params.rows && k0 < params.cols) { out.w = weight_block8(w_row, k0, params.cols); }
+    let k = k_tile + load_vec4 * 4u;
+    if (loads_x && x_token < step.n_tokens && k < params.cols) { out.x = x[(x_token * params.cols + k) / 4u]; }
+    return out;
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let rows = params.rows;
@@ -78,21 +91,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
+    // Each K step's weights and inputs are loaded into registers one step ahead, so their loads
+    // are in flight while the previous step's dot products run.
+    var next = fetch(0u, loads_w, w_row, load_block, load_token < tile_tokens, x_token, load_vec4);
     for (var k_tile = 0u; k_tile < cols; k_tile += TILE_K) {
         if (loads_w) {
-            let k0 = k_tile + load_block * 8u;
-            var w = Block8(vec4<f32>(0.0), vec4<f32>(0.0));
-            if (w_row < rows && k0 < cols) { w = weight_block8(w_row, k0, cols); }
-            w_tile[load_row * STRIDE + load_block * 2u] = w.lo;
-            w_tile[load_row * STRIDE + load_block * 2u + 1u] = w.hi;
+            w_tile[load_row * STRIDE + load_block * 2u] = next.w.lo;
+            w_tile[load_row * STRIDE + load_block * 2u + 1u] = next.w.hi;
         }
-        if (load_token < tile_tokens) {
-            let k = k_tile + load_vec4 * 4u;
-            var xv = vec4<f32>(0.0);
-            if (x_token < n_tokens && k < cols) { xv = x[(x_token * cols + k) / 4u]; }
-            x_tile[load_token * STRIDE + load_vec4] = xv;
-        }
+        if (load_token < tile_tokens) { x_tile[load_token * STRIDE + load_vec4] = next.x; }
         workgroupBarrier();
+        if (k_tile + TILE_K < cols) {
+            next = fetch(k_tile + TILE_K, loads_w, w_row, load_block, load_token < tile_tokens, x_token, load_vec4);
+        }
 
         for (var kv = 0u; kv < K_VEC4; kv++) {
             let x0 = x_tile[tt * STRIDE + kv];
