@@ -151,8 +151,8 @@ class TokenLoop:
             # one token (a cached prompt's last, a short turn's tail): the decode graph's matvecs
             # beat a matmul tile that is 1/32 full (about 10x on lavapipe)
             graph = model.decode_graph if len(chunk) == 1 else model.prefill_graph(len(chunk))
-            if not last:
-                self._submit(graph[:-2])  # the final norm and LM head only matter for the last chunk
+            if not last:  # the final norm and LM head only matter for the last chunk
+                self._submit(model.prefill_body_graph(len(chunk)) if len(chunk) > 1 else graph)
             elif self.logit_processor is not None:
                 self._submit(graph)
                 self._sample_with_processor(staging, record_bytes, with_logprobs)

@@ -575,6 +575,10 @@ class LlamaModel:
     def prefill_graph(self, n_tokens: int) -> list[Dispatch]:
         return self._sized(self._prefill_graph, n_tokens)
 
+    def prefill_body_graph(self, n_tokens: int) -> list[Dispatch]:
+        """The prefill graph without the final norm and LM head: a chunk that is not the prompt's last."""
+        return self._sized(self._prefill_body, n_tokens)
+
     def write_step(self, n_tokens: int, position: int, seed: int = 0, temperature: float = 0.0) -> None:
         self.ctx.queue.write_buffer(self.step, 0, _step_bytes(n_tokens, position, seed, temperature))
 
