@@ -344,3 +344,17 @@ def test_longrope_factors_without_the_original_context_are_refused(ctx, tmp_path
     model_file.__dict__["config"] = broken  # what a cached_property reads once it has a value
     with pytest.raises(ModelFormatError, match="original_context_length"):
         LlamaModel(ctx, model_file, CONTEXT_WINDOW, CHUNK)
+
+
+def test_prefill_attention_falls_back_where_workgroup_memory_is_short(ctx, tmp_path, rng):
+    """attention_tiled needs ~26 KB of workgroup memory; a device that allows less gets attention.wgsl."""
+    path = write_tiny_model(tmp_path / "tiny.gguf", seed=int(rng.integers(2**31)), arch="llama")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(llama, "TILED_ATTENTION_WORKGROUP_BYTES", ctx.gpu.max_workgroup_storage + 1)
+        model = LlamaModel(ctx, GGUFModelFile(path), CONTEXT_WINDOW, CHUNK, fused_decode=True, int8_matmul=False)
+    labels = [d.label for d in model.prefill_graph(CHUNK)]
+    assert labels.count("attention") == model.config.n_layer and "attention_tiled" not in labels
+    ids = rng.integers(0, model.config.vocab_size, size=40).tolist()
+    reference = numpy_llama_logits(path, ids, context_window=CONTEXT_WINDOW)
+    logits = model.forward_logits(ids)
+    assert max(relative_error(logits[t], reference[t]) for t in range(len(ids))) < LOGIT_BOUND

@@ -146,6 +146,11 @@ class Device:
     def max_storage_binding(self) -> int:
         return int(self.device.limits["max-storage-buffer-binding-size"])
 
+    @property
+    def max_workgroup_storage(self) -> int:
+        """Bytes of workgroup memory one compute workgroup may declare on this device."""
+        return int(self.device.limits["max-compute-workgroup-storage-size"])
+
 
 def create_device(
     adapter_name: str | None = None,

@@ -50,6 +50,7 @@ MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one hea
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
 TILED_ATTENTION_ROWS = 16  # kernels/attention_tiled.wgsl: (query, head) rows a workgroup
 TILED_ATTENTION_MAX_HEAD_DIM = 128
+TILED_ATTENTION_WORKGROUP_BYTES = 26_112  # its q, key and value tiles and scores (over WebGPU's 16 KiB default)
 ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl, gelu_mul.wgsl
 # The FFN middle: its own kernel in prefill, the down projection's input prologue in decode
 # (kernels/input_silu_mul.wgsl, input_gelu_mul.wgsl).
@@ -485,7 +486,8 @@ class LlamaModel:
         if self.cpu_attention:
             heads, queries = (self.attention_decode_heads, 1) if decode else (1, self.attention_queries)
             return "attention_subgroup", heads, queries, {**self.attention_subgroup_constants, "HEADS": heads, "TOKENS": queries}
-        if not decode and cfg.head_dim <= TILED_ATTENTION_MAX_HEAD_DIM:
+        if (not decode and cfg.head_dim <= TILED_ATTENTION_MAX_HEAD_DIM
+                and self.ctx.gpu.max_workgroup_storage >= TILED_ATTENTION_WORKGROUP_BYTES):
             heads = self.tiled_attention_heads
             return "attention_tiled", heads, TILED_ATTENTION_ROWS // heads, {"HEAD_VEC4": cfg.head_dim // 4, "HEADS": heads}
         return "attention", 1, 1, {}
