@@ -84,3 +84,19 @@ def test_one_token_prefill_runs_the_decode_graph_and_matches_numpy(tiny_model, t
     list(loop.generate(prompt, config, stats))  # the same prompt again: the KV cache holds all but its last token
     assert stats.prefilled_tokens == 1
     assert relative_error(recorder.rows[-1], reference[0]) < LOGIT_BOUND
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_before_the_gpu(tiny_model, rng):
+    """The kernels read the embedding without bounds checks, so the loop checks the ids; the model
+    stays usable."""
+    from notebook_llm.engine.generation import GenerationConfig, GenerationStats, TokenLoop
+    from notebook_llm.engine.sampler import SamplingParams
+    from notebook_llm.errors import InvalidRequestError
+
+    loop = TokenLoop(tiny_model)
+    config = GenerationConfig(max_new_tokens=3, sampling=SamplingParams(temperature=0.0), stop_token_ids=())
+    for bad in (tiny_model.config.vocab_size, -1):
+        with pytest.raises(InvalidRequestError, match="token id"):
+            list(loop.generate([1, 2, bad], config, GenerationStats()))
+    prompt = rng.integers(0, tiny_model.config.vocab_size, size=5).tolist()
+    assert len(list(loop.generate(prompt, config, GenerationStats()))) == 3

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import wgpu
 
-from ..errors import ContextLengthError
+from ..errors import ContextLengthError, InvalidRequestError
 from ..models.llama import LlamaModel
 from .sampler import GpuSampler, SampledToken, SamplingParams, parse_record
 
@@ -173,6 +173,10 @@ class TokenLoop:
         window = model.context_window_size
         if not prompt_ids:
             raise ContextLengthError("the prompt is empty; at least one token is needed", param="messages")
+        vocab = model.config.vocab_size
+        if not all(0 <= t < vocab for t in prompt_ids):  # the kernels index the embedding unchecked
+            bad = next(t for t in prompt_ids if not 0 <= t < vocab)
+            raise InvalidRequestError(f"prompt has token id {bad}; allowed: token ids 0..{vocab - 1}", param="prompt")
         if len(prompt_ids) >= window:
             raise ContextLengthError(
                 f"the prompt has {len(prompt_ids)} tokens; the context window holds {window} "
