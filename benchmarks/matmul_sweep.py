@@ -21,7 +21,7 @@ from notebook_llm.gpu.compute import GpuContext
 
 MORE_SHAPES = {"B.o": (2048, 2048), "D.qkv": (1152, 896), "D.gate_up": (9728, 896), "D.down": (896, 4864)}
 CONFIGS = [("matmul", 4), ("matmul", 2), ("matmul_q4_int8", 8), ("matmul_q4_int8", 4)]
-REPEATS = 20
+REPEATS = 20  # matmuls a timed pass
 
 
 def sweep_shape(ctx, rng, name, rows, cols, n_tokens):
@@ -57,10 +57,13 @@ def sweep_shape(ctx, rng, name, rows, cols, n_tokens):
                 best[key] = min(best.get(key, (np.inf, 0.0)), (seconds, error))
     flops = 2 * rows * cols * n_tokens
     print(f"\n{name} [{rows}, {cols}] x {n_tokens} tokens", flush=True)
+    results = {}
     for (kernel, tokens_per_thread), (seconds, error) in sorted(best.items(), key=lambda kv: kv[1]):
         label = kernel if kernel == "quantize_int8" else f"{kernel} tokens/thread {tokens_per_thread}"
         figures = "" if kernel == "quantize_int8" else f"  {flops / seconds / 1e12:6.1f} TFLOPS  max rel. error {error:.1e}"
         print(f"  {label:34s} {seconds * 1e6:9.1f} µs{figures}", flush=True)
+        results[label] = (seconds, error)
+    return results
 
 
 def time_pass(ctx, dispatches) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import llama_bench, run
@@ -118,3 +119,18 @@ def test_ab_constant_runs_the_harness_once_per_value_and_round(tmp_path, capsys)
     ab_constant.main(["NO_SUCH_CONSTANT", "1", "--rounds", "1", "--", *run_args])
     assert "(rc 1)" in capsys.readouterr().out
 
+
+
+def test_matmul_sweep_times_float_and_int8_prefill_kernels(ctx, monkeypatch, capsys):
+    """One small shape: every configuration timed, the float kernel exact to float32 and the int8
+    path within its input rounding."""
+    from benchmarks import matmul_sweep
+
+    monkeypatch.setattr(matmul_sweep, "REPEATS", 2)
+    results = matmul_sweep.sweep_shape(ctx, np.random.default_rng(0), "tiny", 200, 128, 40)
+    assert set(results) == {"quantize_int8", "matmul tokens/thread 4", "matmul tokens/thread 2",
+                            "matmul_q4_int8 tokens/thread 8", "matmul_q4_int8 tokens/thread 4"}
+    assert all(seconds > 0 for seconds, _ in results.values())
+    assert results["matmul tokens/thread 4"][1] < 1e-5
+    assert 1e-5 < results["matmul_q4_int8 tokens/thread 8"][1] < 3e-2
+    assert "TFLOPS" in capsys.readouterr().out
