@@ -65,8 +65,13 @@ MATVEC_MIN_WORKGROUPS_CPU = 8
 # (a load-only variant ran 1.65x faster). H100, 200-dispatch passes, best configuration of each:
 # Llama-3.1-8B shape FFN up [28672, 4096] 42.9 → 36.2 µs, down [4096, 14336] 32.9 → 25.8, QKV
 # [6144, 4096] 13.4 → 11.9, Llama-3.2-1B down [2048, 8192] 18.4 → 12.0; at 6M weights and below
-# (SmolLM2, 1B's QKV) matvec.wgsl is as fast or faster.
-INT8_MATVEC_MIN_WEIGHTS = 8 * 2**20
+# (SmolLM2, 1B's QKV) matvec.wgsl is as fast or faster alone. Prefill takes the same matrices through
+# kernels/matmul_q4_int8.wgsl, 2-2.5x the float matmul (H100, 512 tokens: B's FFN gate/up 1381 -> 541 µs,
+# down 841 -> 370, QKV 272 -> 147). Same-machine A/B at 4M against 8M (B's QKV 6.3M and output
+# 4.2M, D's FFN down 4.4M then int8 too): B prefill 11.7-13.1k -> 14.7-15.9k tok/s, decode 803-847
+# -> 851-889; D decode within noise (benchmarks/results/2026-12-07-nvidia-h100-int8-threshold-ab.txt).
+# SmolLM2's matrices (at most 1.8M) stay float, where 8-bit inputs move its logprobs most.
+INT8_MATVEC_MIN_WEIGHTS = 4 * 2**20
 INT8_MATVEC_LAYOUTS = ("q4g32", "q4g32f")
 INT8_MATVEC_ROWS_PER_THREAD = 4
 # Each workgroup quantizes the whole input, so tall matrices take fewer lanes a row (more rows a
