@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from notebook_llm.engine.generation import GenerationConfig, GenerationStats, TokenLoop
+from notebook_llm.errors import InvalidRequestError
 from notebook_llm.engine.sampler import SamplingParams
 from notebook_llm.loader.gguf_file import GGUFModelFile
 from notebook_llm.models.llama import LlamaModel
@@ -89,10 +90,6 @@ def test_one_token_prefill_runs_the_decode_graph_and_matches_numpy(tiny_model, t
 def test_token_ids_outside_the_vocabulary_are_refused_before_the_gpu(tiny_model, rng):
     """The kernels read the embedding without bounds checks, so the loop checks the ids; the model
     stays usable."""
-    from notebook_llm.engine.generation import GenerationConfig, GenerationStats, TokenLoop
-    from notebook_llm.engine.sampler import SamplingParams
-    from notebook_llm.errors import InvalidRequestError
-
     loop = TokenLoop(tiny_model)
     config = GenerationConfig(max_new_tokens=3, sampling=SamplingParams(temperature=0.0), stop_token_ids=())
     for bad in (tiny_model.config.vocab_size, -1):
@@ -100,3 +97,32 @@ def test_token_ids_outside_the_vocabulary_are_refused_before_the_gpu(tiny_model,
             list(loop.generate([1, 2, bad], config, GenerationStats()))
     prompt = rng.integers(0, tiny_model.config.vocab_size, size=5).tolist()
     assert len(list(loop.generate(prompt, config, GenerationStats()))) == 3
+
+
+def test_token_readback_skips_wgpu_pys_sync_submit_and_falls_back_without_it(tiny_model, monkeypatch, rng):
+    """The loop maps each record with wgpu-py's READ_NOSYNC (no extra empty submit a token); a wgpu-py
+    that refuses that mode gets its plain READ from then on."""
+    import wgpu
+
+    from notebook_llm.engine import generation
+
+    loop = generation.TokenLoop(tiny_model)
+    config = generation.GenerationConfig(max_new_tokens=4, sampling=SamplingParams(temperature=0.0), stop_token_ids=())
+    prompt = rng.integers(0, tiny_model.config.vocab_size, size=6).tolist()
+    expected = [t.token for t in loop.generate(prompt, config, generation.GenerationStats())]
+    assert generation._read_nosync  # wgpu-py 0.32 takes it
+
+    modes = []
+
+    class OldStaging:
+        def map_async(self, mode, offset, size):
+            modes.append(mode)
+            if mode == "READ_NOSYNC":
+                raise KeyError(mode)
+            return "promise"
+
+    monkeypatch.setattr(generation, "_read_nosync", True)
+    assert generation.TokenLoop._request_read(OldStaging(), 4) == "promise"
+    assert modes == ["READ_NOSYNC", wgpu.MapMode.READ] and not generation._read_nosync
+    loop.reset()
+    assert [t.token for t in loop.generate(prompt, config, generation.GenerationStats())] == expected

@@ -27,6 +27,10 @@ from ..errors import ContextLengthError, InvalidRequestError
 from ..models.llama import LlamaModel
 from .sampler import GpuSampler, SampledToken, SamplingParams, parse_record
 
+# wgpu-py's map mode that skips its sync submit (see TokenLoop._request_read); False once a wgpu-py
+# without it has refused it.
+_read_nosync = True
+
 
 class LogitProcessor(Protocol):
     """WebLLM's LogitProcessor: edit the logits of each step on the CPU, observe the sampled token."""
@@ -120,6 +124,17 @@ class TokenLoop:
 
     @staticmethod
     def _request_read(staging: wgpu.GPUBuffer, record_bytes: int):
+        """Map `staging` for reading once the submission that copied the record into it is done.
+        wgpu-py's plain READ first submits an empty command buffer (its workaround for reading data
+        that no submit has flushed yet); every record here was copied by a submitted step, so that
+        extra submit per token is skipped where wgpu-py offers it (its READ_NOSYNC mode). On lavapipe,
+        whose submit waits for the queue, the empty submit also serialized recording and execution."""
+        global _read_nosync
+        if _read_nosync:
+            try:
+                return staging.map_async("READ_NOSYNC", 0, record_bytes)
+            except (KeyError, ValueError, TypeError):
+                _read_nosync = False
         return staging.map_async(wgpu.MapMode.READ, 0, record_bytes)
 
     @staticmethod
