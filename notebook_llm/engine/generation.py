@@ -189,8 +189,8 @@ class TokenLoop:
         if not prompt_ids:
             raise ContextLengthError("the prompt is empty; at least one token is needed", param="messages")
         vocab = model.config.vocab_size
-        if not all(0 <= t < vocab for t in prompt_ids):  # the kernels index the embedding unchecked
-            bad = next(t for t in prompt_ids if not 0 <= t < vocab)
+        bad = next((t for t in prompt_ids if not 0 <= t < vocab), None)  # the kernels index the embedding unchecked
+        if bad is not None:
             raise InvalidRequestError(f"prompt has token id {bad}; allowed: token ids 0..{vocab - 1}", param="prompt")
         if len(prompt_ids) >= window:
             raise ContextLengthError(
