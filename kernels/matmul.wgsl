@@ -45,12 +45,7 @@ const STRIDE: u32 = K_VEC4 + 1u;
 var<workgroup> w_tile: array<vec4<f32>, TILE_ROWS * STRIDE>;    // 5 KiB
 var<workgroup> x_tile: array<vec4<f32>, MAX_TILE_TOKENS * STRIDE>;  // 5 KiB
 
-fn store(row: u32, token: u32, out_rows: u32, value: f32) {
-    if (row < params.rows && token < step.n_tokens) {
-        let index = token * out_rows + params.row_offset + row;
-        if (ACCUMULATE) { y[index] += value; } else { y[index] = value; }
-    }
-}
+//!include matmul_store
 
 // What a loading thread brings in for the K step at k_tile: one 8-column weight block, one vec4
 // of X; zeros past the rows, tokens or columns.

@@ -54,12 +54,7 @@ fn dot32(w_e: vec4<u32>, w_o: vec4<u32>, x_e: vec4<u32>, x_o: vec4<u32>) -> i32 
          + dot4I8Packed(w_e.w, x_e.w) + dot4I8Packed(w_o.w, x_o.w);
 }
 
-fn store(row: u32, token: u32, out_rows: u32, value: f32) {
-    if (row < params.rows && token < step.n_tokens) {
-        let index = token * out_rows + params.row_offset + row;
-        if (ACCUMULATE) { y[index] += value; } else { y[index] = value; }
-    }
-}
+//!include matmul_store
 
 // What a staging invocation loads for one group: a row's codes (a) and (scale, min), or a token's
 // even (a) and odd (b) q_x words and (d, sum); zeros past the rows or tokens.
