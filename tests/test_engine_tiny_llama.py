@@ -99,30 +99,18 @@ def test_token_ids_outside_the_vocabulary_are_refused_before_the_gpu(tiny_model,
     assert len(list(loop.generate(prompt, config, GenerationStats()))) == 3
 
 
-def test_token_readback_skips_wgpu_pys_sync_submit_and_falls_back_without_it(tiny_model, monkeypatch, rng):
-    """The loop maps each record with wgpu-py's READ_NOSYNC (no extra empty submit a token); a wgpu-py
-    that refuses that mode gets its plain READ from then on."""
-    import wgpu
+def test_token_loop_reads_the_same_tokens_through_wgpu_pys_map(tiny_model, rng):
+    """The loop's readback (gpu/readback.py) has a wgpu-native path and wgpu-py's map as fallback:
+    both give the same tokens, with sampling and logprobs."""
+    from notebook_llm.gpu.readback import QueueReader
 
-    from notebook_llm.engine import generation
-
-    loop = generation.TokenLoop(tiny_model)
-    config = generation.GenerationConfig(max_new_tokens=4, sampling=SamplingParams(temperature=0.0), stop_token_ids=())
-    prompt = rng.integers(0, tiny_model.config.vocab_size, size=6).tolist()
-    expected = [t.token for t in loop.generate(prompt, config, generation.GenerationStats())]
-    assert generation._read_nosync  # wgpu-py 0.32 takes it
-
-    modes = []
-
-    class OldStaging:
-        def map_async(self, mode, offset, size):
-            modes.append(mode)
-            if mode == "READ_NOSYNC":
-                raise KeyError(mode)
-            return "promise"
-
-    monkeypatch.setattr(generation, "_read_nosync", True)
-    assert generation.TokenLoop._request_read(OldStaging(), 4) == "promise"
-    assert modes == ["READ_NOSYNC", wgpu.MapMode.READ] and not generation._read_nosync
-    loop.reset()
-    assert [t.token for t in loop.generate(prompt, config, generation.GenerationStats())] == expected
+    loop = TokenLoop(tiny_model)
+    sampling = SamplingParams(temperature=0.8, seed=int(rng.integers(2**31)), logprobs=True, top_logprobs=2)
+    config = GenerationConfig(max_new_tokens=6, sampling=sampling, stop_token_ids=frozenset())
+    prompt = rng.integers(0, tiny_model.config.vocab_size, size=7).tolist()
+    runs = []
+    for native in (True, False):
+        loop.reader = QueueReader(tiny_model.ctx.device, native=native)
+        loop.reset()
+        runs.append([(t.token, t.logprob) for t in loop.generate(prompt, config, GenerationStats())])
+    assert len(runs[0]) == 6 and runs[0] == runs[1]

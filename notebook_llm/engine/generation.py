@@ -3,7 +3,8 @@
 Pipelined mode (the default): decode step t+1 is submitted before step t's token is read. The
 GPU sampler writes each token into the `tokens` buffer that the next step's embedding reads, and
 its result record (token, logprob, top logprobs) into one of two mappable staging buffers that
-the CPU reads one step behind. Nothing is allocated per token.
+the CPU reads one step behind (`gpu.readback.QueueReader`: the read waits for its own submission,
+not for the step queued after it). Nothing is allocated per token.
 
 Lock-step mode (a grammar or a CPU logit processor is active): the next token's mask or the
 processed logits depend on the token just read, so each step waits for the previous one.
@@ -24,13 +25,9 @@ import numpy as np
 import wgpu
 
 from ..errors import ContextLengthError, InvalidRequestError
+from ..gpu.readback import PendingRead, QueueReader
 from ..models.llama import LlamaModel
 from .sampler import GpuSampler, SampledToken, SamplingParams, parse_record
-
-# wgpu-py's map mode that skips its sync submit (see TokenLoop._request_read); False once a wgpu-py
-# without it has refused it.
-_read_nosync = True
-
 
 class LogitProcessor(Protocol):
     """WebLLM's LogitProcessor: edit the logits of each step on the CPU, observe the sampled token."""
@@ -100,6 +97,8 @@ class TokenLoop:
         usage = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
         size = self.sampler.record_bytes(True)
         self._staging = [ctx.device.create_buffer(size=size, usage=usage, label=f"sample_staging.{i}") for i in range(2)]
+        self._written_by = [0, 0]  # the submission that last copied a record into each staging buffer
+        self.reader = QueueReader(ctx.device)
         self.cached_ids: list[int] = []  # token ids whose keys and values are in the KV cache, from position 0
         self.interrupt = threading.Event()
         self.logit_processor: LogitProcessor | None = None
@@ -111,40 +110,25 @@ class TokenLoop:
             self.logit_processor.reset_state()
 
     # -- GPU plumbing ----------------------------------------------------------------------------
-    def _submit(self, dispatches, staging: wgpu.GPUBuffer | None = None, record_bytes: int = 4) -> None:
+    def _submit(self, dispatches, staging: int | None = None, record_bytes: int = 4) -> None:
+        """Record `dispatches` and submit; with `staging`, also copy the sampler's record into
+        staging buffer `staging`, whose read then waits for this submission only."""
         ctx = self.model.ctx
         encoder = ctx.device.create_command_encoder()
         ctx.encode(encoder, dispatches)
         if staging is not None:
-            encoder.copy_buffer_to_buffer(self.sampler.result, 0, staging, 0, record_bytes)
-        ctx.queue.submit([encoder.finish()])
+            encoder.copy_buffer_to_buffer(self.sampler.result, 0, self._staging[staging], 0, record_bytes)
+        submission = self.reader.submit(encoder.finish())
+        if staging is not None:
+            self._written_by[staging] = submission
 
-    def _read(self, staging: wgpu.GPUBuffer, record_bytes: int) -> SampledToken:
-        return self._finish_read(staging, self._request_read(staging, record_bytes), record_bytes)
+    def _request_read(self, staging: int, record_bytes: int) -> PendingRead:
+        return self.reader.request(self._staging[staging], record_bytes, self._written_by[staging])
 
-    @staticmethod
-    def _request_read(staging: wgpu.GPUBuffer, record_bytes: int):
-        """Map `staging` for reading once the submission that copied the record into it is done.
-        wgpu-py's plain READ first submits an empty command buffer (its workaround for reading data
-        that no submit has flushed yet); every record here was copied by a submitted step, so that
-        extra submit per token is skipped where wgpu-py offers it (its READ_NOSYNC mode). On lavapipe,
-        whose submit waits for the queue, the empty submit also serialized recording and execution."""
-        global _read_nosync
-        if _read_nosync:
-            try:
-                return staging.map_async("READ_NOSYNC", 0, record_bytes)
-            except (KeyError, ValueError, TypeError):
-                _read_nosync = False
-        return staging.map_async(wgpu.MapMode.READ, 0, record_bytes)
+    def _finish_read(self, pending: PendingRead) -> SampledToken:
+        return parse_record(self.reader.finish(pending))
 
-    @staticmethod
-    def _finish_read(staging: wgpu.GPUBuffer, pending, record_bytes: int) -> SampledToken:
-        pending.sync_wait()
-        raw = bytes(staging.read_mapped(0, record_bytes, copy=False))
-        staging.unmap()
-        return parse_record(raw)
-
-    def _sample_with_processor(self, staging: wgpu.GPUBuffer, record_bytes: int, with_logprobs: bool) -> None:
+    def _sample_with_processor(self, staging: int, record_bytes: int, with_logprobs: bool) -> None:
         """Lock-step: read the logits, let the CPU processor edit them, then sample on the GPU."""
         model, ctx = self.model, self.model.ctx
         logits = ctx.read(model.logits, np.float32, model.config.vocab_size)
@@ -153,7 +137,7 @@ class TokenLoop:
         self._submit(self.sampler.dispatches(with_logprobs), staging, record_bytes)
 
     # -- prefill -----------------------------------------------------------------------------------
-    def _prefill(self, prompt_ids: list[int], start: int, sampling: SamplingParams, staging, record_bytes: int) -> None:
+    def _prefill(self, prompt_ids: list[int], start: int, sampling: SamplingParams, staging: int, record_bytes: int) -> None:
         """Run prompt_ids[start:] in chunks; the last chunk samples the first new token into staging."""
         model, ctx = self.model, self.model.ctx
         n = model.prefill_chunk_size
@@ -212,25 +196,25 @@ class TokenLoop:
         decode = model.decode_graph + ([] if self.logit_processor else self.sampler.dispatches(sampling.logprobs))
 
         t0 = time.perf_counter()
-        self._prefill(prompt_ids, start, sampling, self._staging[0], record_bytes)
+        self._prefill(prompt_ids, start, sampling, 0, record_bytes)
         self.cached_ids = list(prompt_ids)
         fed: list[int] = []  # generated tokens whose KV entries the decode steps wrote
         for i in range(max_new):
-            # pipelined: submit step i (which samples token i+1) before reading token i. The readback
-            # of token i is requested first: wgpu-py's poll thread then waits for the work submitted
-            # so far only (it waits for the whole queue), so token i arrives while step i runs
-            # rather than after step i + 1 (H200, Llama-3.2-1B shape: the GPU idled ~0.4 ms a step).
-            pending = self._request_read(self._staging[i % 2], record_bytes)
+            # pipelined: submit the step that samples token i + 1 before waiting for token i. The
+            # read waits for token i's submission only (gpu/readback.py: wgpu-py's own map waited
+            # for the whole queue, holding a lock that submit needs), so the next step is queued
+            # while this one runs, and recording the one after overlaps it.
+            pending = self._request_read(i % 2, record_bytes)
             if not lock_step and i + 1 < max_new:
                 e0 = time.perf_counter()
                 try:
                     model.write_step(1, len(prompt_ids) + i, sampling.seed, sampling.temperature)
-                    self._submit(decode, self._staging[(i + 1) % 2], record_bytes)
+                    self._submit(decode, (i + 1) % 2, record_bytes)
                 except BaseException:
-                    self._finish_read(self._staging[i % 2], pending, record_bytes)  # leave it unmapped
+                    self._finish_read(pending)  # leave it unmapped
                     raise
                 stats.encode_seconds += time.perf_counter() - e0
-            sampled = self._finish_read(self._staging[i % 2], pending, record_bytes)
+            sampled = self._finish_read(pending)
             now = time.perf_counter()
             if i == 0:
                 stats.prefill_seconds, t0 = now - t0, now
@@ -254,13 +238,13 @@ class TokenLoop:
                     stats.finish_reason = "stop"
                     break
             if lock_step and i + 1 < max_new:
-                self._lock_step(len(prompt_ids) + i, sampling, constraint, self._staging[(i + 1) % 2], record_bytes)
+                self._lock_step(len(prompt_ids) + i, sampling, constraint, (i + 1) % 2, record_bytes)
                 self.cached_ids = list(prompt_ids) + fed
         else:
             stats.finish_reason = "length"
         self.cached_ids = list(prompt_ids) + fed[: max(0, stats.decode_steps)]
 
-    def _lock_step(self, position: int, sampling: SamplingParams, constraint, staging, record_bytes: int) -> None:
+    def _lock_step(self, position: int, sampling: SamplingParams, constraint, staging: int, record_bytes: int) -> None:
         """One decode step that waits for the CPU: the constraint's mask, or the logit processor."""
         model = self.model
         if constraint is not None:

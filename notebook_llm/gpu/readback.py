@@ -1,0 +1,119 @@
+"""Submitting steps and reading one step's small result back while later steps run.
+
+wgpu-py maps a buffer through its poll thread, which blocks in `wgpuDevicePoll(wait=True)` until
+*every* submitted command buffer is done, and wgpu 29 holds the device's fence lock through that
+wait, which `queue.submit` also needs (gfx-rs/wgpu#9470, fixed after wgpu 29). So while the token
+of step t was being read, the submit of step t+1 (recorded meanwhile) waited for step t to finish:
+the GPU went idle for a submit, a wake-up and the Python in between, every token.
+
+`QueueReader` submits with `wgpuQueueSubmitForIndex` and waits on the calling thread for one
+submission's index only, with a map callback of its own, so no other thread holds the lock and a
+step submitted after the one being read runs on. Where wgpu-native's C functions are not at hand
+(another wgpu backend or version), or with NOTEBOOK_LLM_WGPU_PY_READBACK=1 (debugging, A/B), it
+uses wgpu-py's submit and map.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import wgpu
+
+try:
+    from wgpu.backends.wgpu_native._ffi import ffi as _ffi, lib as _lib
+
+    _NATIVE = all(hasattr(_lib, name) for name in (
+        "wgpuQueueSubmitForIndex", "wgpuDevicePoll", "wgpuBufferMapAsync",
+        "wgpuBufferGetConstMappedRange", "wgpuBufferUnmap"))
+except ImportError:
+    _NATIVE = False
+
+
+class QueueReader:
+    """Submits command buffers and reads a mappable buffer once a given submission is done.
+
+    One reader per device, used from one thread at a time (the token loop's)."""
+
+    def __init__(self, device: wgpu.GPUDevice, native: bool | None = None):
+        self.device = device
+        self.queue = device.queue
+        if native is None:
+            native = not os.environ.get("NOTEBOOK_LLM_WGPU_PY_READBACK")
+        self.native = native and _NATIVE
+        self._pending = False
+        if self.native:
+            self._status: list[int] = []  # the map callback's result, one entry per map
+            self._callback = _ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)", self._on_mapped)
+            self._callback_info = _ffi.new("WGPUBufferMapCallbackInfo *")
+            self._callback_info.mode = _lib.WGPUCallbackMode_AllowProcessEvents
+            self._callback_info.callback = self._callback
+            self._index = _ffi.new("WGPUSubmissionIndex *")
+
+    def _on_mapped(self, status, _message, _userdata1, _userdata2) -> None:
+        self._status.append(int(status))
+
+    def submit(self, command_buffer: wgpu.GPUCommandBuffer) -> int:
+        """Submit; returns the submission's index (0 on the fallback path: read waits for all)."""
+        if not self.native:
+            self.queue.submit([command_buffer])
+            return 0
+        handles = _ffi.new("WGPUCommandBuffer[1]", [command_buffer._internal])
+        return int(_lib.wgpuQueueSubmitForIndex(self.queue._internal, 1, handles))
+
+    def request(self, buffer: wgpu.GPUBuffer, nbytes: int, submission: int) -> "PendingRead":
+        """Start mapping the first `nbytes` of `buffer` (MAP_READ), which submission `submission`
+        wrote. Nothing waits yet; later submits proceed. One read may be pending at a time."""
+        if self._pending:
+            raise RuntimeError("a readback is already pending; finish it first")
+        self._pending = True
+        if not self.native:
+            return PendingRead(buffer, nbytes, submission, _map_with_wgpu_py(buffer, nbytes))
+        self._status.clear()
+        _lib.wgpuBufferMapAsync(buffer._internal, _lib.WGPUMapMode_Read, 0, nbytes, self._callback_info[0])
+        return PendingRead(buffer, nbytes, submission, None)
+
+    def finish(self, pending: "PendingRead") -> bytes:
+        """Wait for `pending`'s submission (only that one: work submitted after it runs on), copy
+        the bytes out and unmap."""
+        buffer, nbytes = pending.buffer, pending.nbytes
+        try:
+            if pending.promise is not None:
+                pending.promise.sync_wait()
+                try:
+                    return bytes(buffer.read_mapped(0, nbytes, copy=False))
+                finally:
+                    buffer.unmap()
+            device = self.device._internal
+            self._index[0] = pending.submission
+            _lib.wgpuDevicePoll(device, True, self._index)
+            while not self._status:  # another thread's poll got there first, or triage lags
+                _lib.wgpuDevicePoll(device, True, _ffi.NULL)
+            if self._status[0] != _lib.WGPUMapAsyncStatus_Success:
+                raise RuntimeError(f"could not map the readback buffer (status {self._status[0]})")
+            try:
+                return bytes(_ffi.buffer(_lib.wgpuBufferGetConstMappedRange(buffer._internal, 0, nbytes), nbytes))
+            finally:
+                _lib.wgpuBufferUnmap(buffer._internal)
+        finally:
+            self._pending = False
+
+    def read(self, buffer: wgpu.GPUBuffer, nbytes: int, submission: int) -> bytes:
+        return self.finish(self.request(buffer, nbytes, submission))
+
+
+@dataclass(frozen=True)
+class PendingRead:
+    buffer: wgpu.GPUBuffer
+    nbytes: int
+    submission: int
+    promise: object  # wgpu-py's map promise on the fallback path, else None
+
+
+def _map_with_wgpu_py(buffer: wgpu.GPUBuffer, nbytes: int):
+    """wgpu-py's map. Every byte read here was copied by a submitted command buffer, so its READ
+    mode's extra empty submit (for data no submit flushed) is skipped where it offers READ_NOSYNC."""
+    try:
+        return buffer.map_async("READ_NOSYNC", 0, nbytes)
+    except (KeyError, ValueError, TypeError):
+        return buffer.map_async(wgpu.MapMode.READ, 0, nbytes)
