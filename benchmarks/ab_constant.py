@@ -1,5 +1,6 @@
-"""Same-machine A/B of a tuning constant of notebook_llm/models/llama.py: benchmarks/run.py once per
-value and round, interleaved, each in a fresh process (so pipelines and graphs are built with it).
+"""Same-machine A/B of a tuning constant of notebook_llm/models/llama.py (or of another module, named
+with its dotted path: engine.recording.STEPS_AHEAD): benchmarks/run.py once per value and round,
+interleaved, each in a fresh process (so pipelines and graphs are built with it).
 
     python -m benchmarks.ab_constant FUSED_COMBINE_MAX_WEIGHTS 0,524288 --rounds 3 -- \\
         --shapes B,D --synthetic-only --repeats 3 --depths 0,1024 --prompt-tokens 64 --split-steps 10
@@ -16,11 +17,11 @@ import sys
 from pathlib import Path
 
 _PATCHED_RUN = """
-import runpy, sys
-import notebook_llm.models.llama as llama
-if not hasattr(llama, {name!r}):
-    raise SystemExit("notebook_llm.models.llama has no constant {name}")
-setattr(llama, {name!r}, {value})
+import importlib, runpy, sys
+module = importlib.import_module("notebook_llm." + {module!r})
+if not hasattr(module, {name!r}):
+    raise SystemExit("notebook_llm.{module} has no constant {name}")
+setattr(module, {name!r}, {value})
 sys.argv = ["benchmarks.run", *{args!r}]
 runpy.run_module("benchmarks.run", run_name="__main__")
 """
@@ -32,7 +33,8 @@ def main(argv: list[str]) -> None:
     else:
         run_args = []
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("name", help="a module-level constant of notebook_llm/models/llama.py")
+    p.add_argument("name", help="a module-level constant of notebook_llm/models/llama.py, or module.NAME "
+                   "for another module of notebook_llm")
     p.add_argument("values", help="comma-separated Python literals, e.g. 0,524288")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path, default=None, help="keep each run's output here")
@@ -41,7 +43,8 @@ def main(argv: list[str]) -> None:
         args.out.mkdir(parents=True, exist_ok=True)
     for round_ in range(1, args.rounds + 1):
         for value in args.values.split(","):
-            code = _PATCHED_RUN.format(name=args.name, value=value, args=run_args)
+            module, _, name = args.name.rpartition(".")
+            code = _PATCHED_RUN.format(module=module or "models.llama", name=name, value=value, args=run_args)
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if args.out:
                 (args.out / f"{args.name}={value}.round{round_}.txt").write_text(done.stdout + done.stderr)

@@ -118,6 +118,10 @@ def test_ab_constant_runs_the_harness_once_per_value_and_round(tmp_path, capsys)
     assert printed.count("  tiny ") == 2
     ab_constant.main(["NO_SUCH_CONSTANT", "1", "--rounds", "1", "--", *run_args])
     assert "(rc 1)" in capsys.readouterr().out
+    # another module's constant, by its dotted path under notebook_llm
+    ab_constant.main(["engine.recording.STEPS_AHEAD", "0", "--rounds", "1", "--", *run_args])
+    printed = capsys.readouterr().out
+    assert "== engine.recording.STEPS_AHEAD=0 round 1 (rc 0)" in printed and "  tiny " in printed
 
 
 

@@ -27,6 +27,7 @@ import wgpu
 from ..errors import ContextLengthError, InvalidRequestError
 from ..gpu.readback import PendingRead, QueueReader
 from ..models.llama import LlamaModel
+from .recording import Recording, StepRecorder
 from .sampler import GpuSampler, SampledToken, SamplingParams, parse_record
 
 class LogitProcessor(Protocol):
@@ -99,6 +100,7 @@ class TokenLoop:
         self._staging = [ctx.device.create_buffer(size=size, usage=usage, label=f"sample_staging.{i}") for i in range(2)]
         self._written_by = [0, 0]  # the submission that last copied a record into each staging buffer
         self.reader = QueueReader(ctx.device)
+        self.recorder = StepRecorder()
         self.cached_ids: list[int] = []  # token ids whose keys and values are in the KV cache, from position 0
         self.interrupt = threading.Event()
         self.logit_processor: LogitProcessor | None = None
@@ -113,12 +115,18 @@ class TokenLoop:
     def _submit(self, dispatches, staging: int | None = None, record_bytes: int = 4) -> None:
         """Record `dispatches` and submit; with `staging`, also copy the sampler's record into
         staging buffer `staging`, whose read then waits for this submission only."""
+        self._submit_recorded(self._record(dispatches, staging, record_bytes), staging)
+
+    def _record(self, dispatches, staging: int | None, record_bytes: int) -> wgpu.GPUCommandBuffer:
         ctx = self.model.ctx
         encoder = ctx.device.create_command_encoder()
         ctx.encode(encoder, dispatches)
         if staging is not None:
             encoder.copy_buffer_to_buffer(self.sampler.result, 0, self._staging[staging], 0, record_bytes)
-        submission = self.reader.submit(encoder.finish())
+        return encoder.finish()
+
+    def _submit_recorded(self, command_buffer: wgpu.GPUCommandBuffer, staging: int | None) -> None:
+        submission = self.reader.submit(command_buffer)
         if staging is not None:
             self._written_by[staging] = submission
 
@@ -193,8 +201,21 @@ class TokenLoop:
         self.sampler.set_mask(constraint.allowed_bitmask() if constraint is not None else None)
         lock_step = constraint is not None or self.logit_processor is not None
         record_bytes = self.sampler.record_bytes(sampling.logprobs)
-        decode = model.decode_graph + ([] if self.logit_processor else self.sampler.dispatches(sampling.logprobs))
+        recording = None
+        if not lock_step:  # decode step k samples token k into staging buffer k % 2; recorded ahead
+            decode = model.decode_graph + self.sampler.dispatches(sampling.logprobs)
+            recording = self.recorder.recording(lambda k: self._record(decode, k % 2, record_bytes), range(1, max_new))
+        try:
+            yield from self._generate(prompt_ids, config, stats, constraint, start, max_new, recording, record_bytes)
+        finally:
+            if recording is not None:
+                recording.cancel()
+                stats.encode_seconds += recording.seconds
 
+    def _generate(self, prompt_ids: list[int], config: GenerationConfig, stats: GenerationStats, constraint,
+                  start: int, max_new: int, recording: Recording | None, record_bytes: int) -> Iterator[SampledToken]:
+        """The prefill and the decode loop of `generate` (pipelined when `recording` is given)."""
+        model, sampling = self.model, config.sampling
         t0 = time.perf_counter()
         self._prefill(prompt_ids, start, sampling, 0, record_bytes)
         self.cached_ids = list(prompt_ids)
@@ -203,13 +224,14 @@ class TokenLoop:
             # pipelined: submit the step that samples token i + 1 before waiting for token i. The
             # read waits for token i's submission only (gpu/readback.py: wgpu-py's own map waited
             # for the whole queue, holding a lock that submit needs), so the next step is queued
-            # while this one runs, and recording the one after overlaps it.
+            # while this one runs.
             pending = self._request_read(i % 2, record_bytes)
-            if not lock_step and i + 1 < max_new:
+            if recording is not None and i + 1 < max_new:
                 e0 = time.perf_counter()
                 try:
+                    command_buffer = recording.next()
                     model.write_step(1, len(prompt_ids) + i, sampling.seed, sampling.temperature)
-                    self._submit(decode, (i + 1) % 2, record_bytes)
+                    self._submit_recorded(command_buffer, (i + 1) % 2)
                 except BaseException:
                     self._finish_read(pending)  # leave it unmapped
                     raise
@@ -237,7 +259,7 @@ class TokenLoop:
                 if constraint.is_finished():
                     stats.finish_reason = "stop"
                     break
-            if lock_step and i + 1 < max_new:
+            if recording is None and i + 1 < max_new:
                 self._lock_step(len(prompt_ids) + i, sampling, constraint, (i + 1) % 2, record_bytes)
                 self.cached_ids = list(prompt_ids) + fed
         else:
