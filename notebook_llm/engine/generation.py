@@ -4,10 +4,12 @@ Pipelined mode (the default): decode step t+1 is submitted before step t's token
 GPU sampler writes each token into the `tokens` buffer that the next step's embedding reads, and
 its result record (token, logprob, top logprobs) into one of two mappable staging buffers that
 the CPU reads one step behind (`gpu.readback.QueueReader`: the read waits for its own submission,
-not for the step queued after it). Nothing is allocated per token.
+not for the step queued after it). The steps' command buffers are recorded ahead on a worker
+thread (`recording.StepRecorder`). Nothing is allocated per token but those command buffers.
 
 Lock-step mode (a grammar or a CPU logit processor is active): the next token's mask or the
-processed logits depend on the token just read, so each step waits for the previous one.
+processed logits depend on the token just read, so each step waits for the previous one (with a
+grammar the step is still recorded ahead: the mask is a buffer write).
 
 The KV cache remembers which token ids it holds (`cached_ids`); a prompt that extends them is
 prefilled from the first differing position only (multi-turn reuse, as WebLLM does).
@@ -202,19 +204,22 @@ class TokenLoop:
         lock_step = constraint is not None or self.logit_processor is not None
         record_bytes = self.sampler.record_bytes(sampling.logprobs)
         recording = None
-        if not lock_step:  # decode step k samples token k into staging buffer k % 2; recorded ahead
+        if self.logit_processor is None:  # decode step k samples token k into staging buffer k % 2
             decode = model.decode_graph + self.sampler.dispatches(sampling.logprobs)
             recording = self.recorder.recording(lambda k: self._record(decode, k % 2, record_bytes), range(1, max_new))
         try:
-            yield from self._generate(prompt_ids, config, stats, constraint, start, max_new, recording, record_bytes)
+            yield from self._generate(prompt_ids, config, stats, constraint, start, max_new, lock_step, recording,
+                                      record_bytes)
         finally:
             if recording is not None:
                 recording.cancel()
                 stats.encode_seconds += recording.seconds
 
     def _generate(self, prompt_ids: list[int], config: GenerationConfig, stats: GenerationStats, constraint,
-                  start: int, max_new: int, recording: Recording | None, record_bytes: int) -> Iterator[SampledToken]:
-        """The prefill and the decode loop of `generate` (pipelined when `recording` is given)."""
+                  start: int, max_new: int, lock_step: bool, recording: Recording | None,
+                  record_bytes: int) -> Iterator[SampledToken]:
+        """The prefill and the decode loop of `generate`. Decode steps come recorded from `recording`,
+        except with a logit processor (its steps are split around the CPU's edit)."""
         model, sampling = self.model, config.sampling
         t0 = time.perf_counter()
         self._prefill(prompt_ids, start, sampling, 0, record_bytes)
@@ -226,7 +231,7 @@ class TokenLoop:
             # for the whole queue, holding a lock that submit needs), so the next step is queued
             # while this one runs.
             pending = self._request_read(i % 2, record_bytes)
-            if recording is not None and i + 1 < max_new:
+            if not lock_step and i + 1 < max_new:
                 e0 = time.perf_counter()
                 try:
                     command_buffer = recording.next()
@@ -259,21 +264,22 @@ class TokenLoop:
                 if constraint.is_finished():
                     stats.finish_reason = "stop"
                     break
-            if recording is None and i + 1 < max_new:
-                self._lock_step(len(prompt_ids) + i, sampling, constraint, (i + 1) % 2, record_bytes)
+            if lock_step and i + 1 < max_new:
+                self._lock_step(len(prompt_ids) + i, sampling, constraint, (i + 1) % 2, record_bytes, recording)
                 self.cached_ids = list(prompt_ids) + fed
         else:
             stats.finish_reason = "length"
         self.cached_ids = list(prompt_ids) + fed[: max(0, stats.decode_steps)]
 
-    def _lock_step(self, position: int, sampling: SamplingParams, constraint, staging: int, record_bytes: int) -> None:
+    def _lock_step(self, position: int, sampling: SamplingParams, constraint, staging: int, record_bytes: int,
+                   recording: Recording | None) -> None:
         """One decode step that waits for the CPU: the constraint's mask, or the logit processor."""
         model = self.model
         if constraint is not None:
             self.sampler.set_mask(constraint.allowed_bitmask())
         model.write_step(1, position, sampling.seed, sampling.temperature)
-        if self.logit_processor is not None:
+        if recording is not None:  # a grammar: the step was recorded meanwhile; the mask is a buffer write
+            self._submit_recorded(recording.next(), staging)
+        else:
             self._submit(model.decode_graph)
             self._sample_with_processor(staging, record_bytes, sampling.logprobs)
-        else:
-            self._submit(model.decode_graph + self.sampler.dispatches(sampling.logprobs), staging, record_bytes)
