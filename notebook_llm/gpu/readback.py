@@ -29,6 +29,9 @@ try:
 except ImportError:
     _NATIVE = False
 
+# The wgpu-native path where it is available (module constant: benchmarks.ab_constant A/Bs it).
+USE_NATIVE = _NATIVE and not os.environ.get("NOTEBOOK_LLM_WGPU_PY_READBACK")
+
 
 class QueueReader:
     """Submits command buffers and reads a mappable buffer once a given submission is done.
@@ -38,9 +41,7 @@ class QueueReader:
     def __init__(self, device: wgpu.GPUDevice, native: bool | None = None):
         self.device = device
         self.queue = device.queue
-        if native is None:
-            native = not os.environ.get("NOTEBOOK_LLM_WGPU_PY_READBACK")
-        self.native = native and _NATIVE
+        self.native = USE_NATIVE if native is None else (native and _NATIVE)
         self._pending = False
         if self.native:
             self._status: list[int] = []  # the map callback's result, one entry per map
