@@ -61,6 +61,16 @@ class StepSplit:
 
 
 @dataclass(frozen=True)
+class PrefillSplit:
+    tokens: int
+    dispatches: int
+    encode_us: float  # median CPU time to record the chunk (graph, sampler, record copy)
+    wall_us: float  # median time from queue.submit to the sampled token in hand
+    gpu_us: float | None  # median GPU time of the chunk's one compute pass (timestamps); None without
+    repeats: int
+
+
+@dataclass(frozen=True)
 class KernelTime:
     label: str  # Dispatch.label; the LM head's matvec gets " (lm head)"
     dispatches: int  # per decode step (prefill: per chunk)
@@ -165,6 +175,38 @@ def step_split(loop: TokenLoop, position: int, steps: int = 30) -> StepSplit:
         submit_us.append((t2 - t1) * 1e6)
     return StepSplit(position, len(graph), statistics.median(encode_us), statistics.median(submit_us),
                      statistics.median(gpu_us) if gpu_us else None, steps)
+
+
+def prefill_split(loop: TokenLoop, n_tokens: int, repeats: int = 5) -> PrefillSplit:
+    """One prefill chunk of `n_tokens` from position 0 with its first token sampled, recorded and
+    submitted by hand: CPU recording, submit-to-token wall time, and the GPU time of its one pass
+    (what the generation's prefill time is made of, apart from the Python around it)."""
+    model, ctx = loop.model, loop.model.ctx
+    graph = model.prefill_graph(n_tokens) + loop.sampler.dispatches(False)
+    staging = ctx.device.create_buffer(size=4, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
+    timer = PassTimer(ctx) if ctx.gpu.has_timestamps else None
+    ctx.queue.write_buffer(model.tokens, 0, np.zeros(n_tokens, np.uint32).tobytes())
+    encode_us, wall_us, gpu_us = [], [], []
+    for _ in range(repeats):
+        model.write_step(n_tokens, 0, 0, 0.0)
+        t0 = time.perf_counter()
+        encoder = ctx.device.create_command_encoder()
+        ctx.encode(encoder, graph, timer.timestamp_writes() if timer else None)
+        encoder.copy_buffer_to_buffer(loop.sampler.result, 0, staging, 0, 4)
+        if timer:
+            timer.resolve(encoder)
+        command_buffer = encoder.finish()
+        t1 = time.perf_counter()
+        ctx.queue.submit([command_buffer])
+        staging.map_sync(wgpu.MapMode.READ, 0, 4)
+        t2 = time.perf_counter()
+        staging.unmap()
+        if timer:
+            gpu_us.append(timer.read_ns() / 1e3)
+        encode_us.append((t1 - t0) * 1e6)
+        wall_us.append((t2 - t1) * 1e6)
+    return PrefillSplit(n_tokens, len(graph), statistics.median(encode_us), statistics.median(wall_us),
+                        statistics.median(gpu_us) if gpu_us else None, repeats)
 
 
 def _step_labels(loop: TokenLoop) -> list[str]:

@@ -73,6 +73,12 @@ def test_prefill_kernel_times_cover_the_chunk(tiny_result):
         assert any(label.startswith("embed") for label in labels)
         assert sum(n for label, n in labels.items() if label.startswith("attention")) >= SHAPES[r["shape"]].n_layer
         assert prefill["total_us"] > 0 and abs(sum(k["share"] for k in prefill["by_label"]) - 1) < 1e-6
+        # the same chunk as one pass with its first token sampled: the graph plus the sampler
+        split = r["prefill_split"]
+        assert split["tokens"] == 20 and split["dispatches"] > sum(labels.values())
+        assert split["encode_us"] > 0 and split["wall_us"] > 0
+        if "timestamp-query" in tiny_result["device"]["features"]:
+            assert 0 < split["gpu_us"] <= split["wall_us"]
 
 
 def test_peer_rows_pair_by_file_name_and_give_ratios(tiny_result, tmp_path):
