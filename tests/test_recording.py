@@ -15,7 +15,7 @@ from notebook_llm.models.llama import LlamaModel
 from .tiny_llama import write_tiny_llama
 
 
-def test_steps_come_in_order_recorded_ahead_on_a_worker_thread():
+def test_steps_come_in_order_recorded_ahead_on_worker_threads():
     recorder = StepRecorder()
     recorded, threads = [], set()
     gate = threading.Event()
@@ -29,7 +29,7 @@ def test_steps_come_in_order_recorded_ahead_on_a_worker_thread():
     recording = recorder.recording(record, range(3, 9))
     gate.set()
     assert [recording.next() for _ in range(6)] == [f"commands {k}" for k in range(3, 9)]
-    assert recorded == list(range(3, 9))
+    assert sorted(recorded) == list(range(3, 9))  # the workers may finish them out of order
     assert threads and threading.main_thread().name not in threads
     assert recording.seconds >= 0.0
     with pytest.raises(RuntimeError, match="no more steps"):

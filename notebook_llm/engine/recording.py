@@ -1,11 +1,11 @@
-"""Recording decode steps on a worker thread, ahead of their submit.
+"""Recording decode steps on worker threads, ahead of their submit.
 
 A decode step's commands depend neither on the token (the embedding reads it from the GPU buffer
 the sampler wrote) nor on the position (a uniform written just before the submit); only the
 staging buffer its result record is copied into alternates. So the steps of a generation can be
 recorded before the tokens before them are known. Recording is CPU work in wgpu-native, ~4-6 us
 a dispatch (H100 host): for SmolLM2's 154 dispatches about as long as the GPU's whole step, so
-recorded on the thread that also submits and reads tokens it set the pace. On a worker thread
+recorded on the thread that also submits and reads tokens it set the pace. On worker threads
 (the C calls release the GIL) it overlaps the submit, the wait for the token and the caller's
 handling of it.
 """
@@ -23,10 +23,13 @@ import wgpu
 # a slow recording (a GC pause, a busy host). Each is a command buffer of a few hundred dispatches.
 # 0 records each step when it is taken (on the worker still; for A/Bs).
 STEPS_AHEAD = 2
+# Worker threads: with two, two steps record at once (wgpu-native's encoders are independent and
+# its calls release the GIL), so a recording slower than the GPU's step still keeps up.
+RECORDER_THREADS = 2
 
 
 class StepRecorder:
-    """One worker thread that records command buffers; `recording` starts a generation's steps."""
+    """Worker threads that record command buffers; `recording` starts a generation's steps."""
 
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
@@ -34,7 +37,7 @@ class StepRecorder:
     def recording(self, record: Callable[[int], wgpu.GPUCommandBuffer], steps: Iterable[int]) -> "Recording":
         """Record `record(k)` for each k of `steps`, in order, STEPS_AHEAD of them before they are taken."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notebook_llm-record")
+            self._pool = ThreadPoolExecutor(max_workers=RECORDER_THREADS, thread_name_prefix="notebook_llm-record")
         return Recording(self._pool, record, steps)
 
     def close(self) -> None:
@@ -51,7 +54,7 @@ class Recording:
         self._record = record
         self._steps = iter(steps)
         self._futures: deque[Future] = deque()
-        self.seconds = 0.0  # recording time of the steps taken so far (worker thread)
+        self.seconds = 0.0  # recording time of the steps taken so far (on the workers)
         self._fill()
 
     def _schedule(self) -> bool:
@@ -81,6 +84,6 @@ class Recording:
 
     def cancel(self) -> None:
         """Drop the steps not taken (a stop token, an interruption, an error). A recording already
-        running finishes on the worker; its command buffer is never submitted."""
+        running finishes on its worker; its command buffer is never submitted."""
         while self._futures:
             self._futures.pop().cancel()
