@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
     if result["skipped"] and ctx.gpu.adapter.is_cpu:
         result["notes"].append("CPU adapter: only shapes within the weight budget were run; on a GPU every shape runs")
     result["notes"].append("decode GB/s counts weights in the GPU layouts once per token plus the K and V rows "
-                           "attended (f32 cache); peer figures are llama-bench's on the same file, its weights in "
+                           "attended (f16 cache); peer figures are llama-bench's on the same file, its weights in "
                            "the file's types (file_decode_bytes_per_token)")
     if args.peer_json:
         attach_peer(result, llama_bench.load_rows(args.peer_json))

@@ -63,26 +63,30 @@ LOW_RESOURCE_MB = 2048.0
 # --------------------------------------------------------------------------------------------
 
 
+# Keys and values are cached in float16 whatever the weights (kernels/kv_f16.wgsl; models/llama.py).
+KV_CACHE_ELEMENT_BYTES = 2
+
+
 @dataclass(frozen=True)
 class Quantization:
     """How a quantization stores weights, and what precision it computes in."""
 
     name: str
     bits_per_weight: float  # matrices and embeddings, group scales/minimums included
-    float_bytes: int  # norms, KV cache elements (f16 → 2, f32 → 4)
+    float_bytes: int  # norm weights (f16 → 2, f32 → 4)
     required_features: tuple[str, ...] = ()
 
 
 QUANTIZATIONS: Mapping[str, Quantization] = MappingProxyType({
     # MLC weights as this engine runs them (loader/mlc_quant.py): 4-bit codes repacked into q4g32f
     # (a float32 scale and min per 32 weights: 6 bits a weight on the GPU, not MLC's 4.5 or 5),
-    # q0 weights as f16 / f32, every activation and the KV cache in float32. MLC's WebGPU kernels
+    # q0 weights as f16 / f32, every activation in float32. MLC's WebGPU kernels
     # compute q4f16/q0f16 in float16 and so need shader-f16; these need no optional feature.
     "q4f16_1": Quantization("q4f16_1", 4 + 64 / 32, 4),
     "q4f32_1": Quantization("q4f32_1", 4 + 64 / 32, 4),
     "q0f16": Quantization("q0f16", 16, 4),
     "q0f32": Quantization("q0f32", 32, 4),
-    # GGUF files run by this engine: float32 activations and KV cache whatever the weights are, and
+    # GGUF files run by this engine: float32 activations whatever the weights are, and
     # bits per weight as the loader repacks them for the GPU (GGUF_GPU_BITS_PER_WEIGHT), not as the
     # file stores them. A file type names the main tensor type only: llama.cpp keeps some tensors in
     # others (token_embd often Q8_0 or Q6_K), so records of a known file give its tensors instead
@@ -185,7 +189,7 @@ def estimate_vram_mb(architecture: Architecture, quantization: str, context_wind
 
         weights     = weight_bytes when known (a file's tensors: `gguf_gpu_weight_bytes`), else
                       matrix_parameters × bits_per_weight / 8 + norm_parameters × float_bytes
-        kv_cache    = 2 × n_layer × context_window_size × n_kv_head × head_dim × float_bytes
+        kv_cache    = 2 × n_layer × context_window_size × n_kv_head × head_dim × 2 (float16)
         activations = (prefill_chunk_size × (dim + 2 × ffn) + vocab) × 4
 
     Activations are float32 buffers of one prefill chunk (hidden state, gate and up), plus the
@@ -199,7 +203,7 @@ def estimate_vram_mb(architecture: Architecture, quantization: str, context_wind
     else:
         weights = weight_bytes
     kv_cache = 2 * architecture.n_layer * context_window_size * architecture.n_kv_head \
-        * architecture.head_dim * quant.float_bytes
+        * architecture.head_dim * KV_CACHE_ELEMENT_BYTES
     activations = (prefill_chunk_size * (architecture.dim + 2 * architecture.ffn) + architecture.vocab) * 4
     return math.ceil((weights + kv_cache + activations) / MB * 100) / 100  # never below the bytes
 

@@ -38,6 +38,18 @@ def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
 
 
+def assert_float16_rounding(got: np.ndarray, ref: np.ndarray, reference_error: float = 1e-6) -> None:
+    """`got` (float16, as the KV cache stores values) is `ref` (float64) computed in float32 and rounded
+    to nearest: within half an f16 ulp plus `reference_error` × max|ref| (the float32 arithmetic), so
+    a value whose float32 result straddles a rounding boundary may land one ulp over (truncating
+    instead of rounding leaves about half the values up to a whole ulp off)."""
+    assert got.dtype == np.float16 and got.shape == ref.shape
+    assert np.all(np.isfinite(got)), "unwritten (NaN) values"
+    g, r = got.astype(np.float64), np.asarray(ref, np.float64)
+    half_ulp = np.maximum(np.abs(r), 2.0**-14) * 2.0**-11  # f16: 10 fraction bits; subnormals below 2^-14
+    assert np.all(np.abs(g - r) <= half_ulp * (1 + 1e-9) + np.max(np.abs(r)) * reference_error + 2.0**-25)
+
+
 def random_weight(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> PackedWeight:
     """A random N(0, 1) matrix as the file would store it in `qtype`, repacked."""
     values = rng.standard_normal((rows, cols), dtype=np.float32)

@@ -29,6 +29,11 @@ weights; it must not import notebook_llm.
   `rotate_half`); GGUF llama files rotate adjacent pairs (2i, 2i+1), because llama.cpp's
   converter permutes the q/k rows of llama checkpoints (and only those).
 
+Inference numerics it models, apart from the architecture: keys (after RoPE) and values are
+rounded to the KV cache's type before attention reads them (`kv_dtype`: float16 by default, as this
+engine and llama.cpp by default store them; float64 to compare with an F32-cache llama.cpp run);
+everything else is float64.
+
 Conventions of GGUF files that this relies on (checked in tests/test_references.py):
 - A matrix with GGUF shape ne = [cols, rows] dequantizes (`gguf.quants.dequantize`) to a numpy
   array [rows, cols]; a linear layer is `y = x @ W.T`.
@@ -280,6 +285,9 @@ def rope_frequency_factors(w: LlamaWeights, context_window: int) -> np.ndarray |
     return None
 
 
+KV_CACHE_DTYPE = np.float16  # what keys and values are rounded to before attention reads them (the default)
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
@@ -321,7 +329,7 @@ def qkv_projections(w: LlamaWeights, i: int, h: np.ndarray) -> tuple[np.ndarray,
 
 def attention(
     w: LlamaWeights, i: int, h: np.ndarray, positions: np.ndarray,
-    freq_factors: np.ndarray | None = None, sliding_window: int = 0,
+    freq_factors: np.ndarray | None = None, sliding_window: int = 0, kv_dtype=KV_CACHE_DTYPE,
 ) -> np.ndarray:
     """Causal grouped-query self-attention of layer i. h: [T, dim] (already normed) -> [T, dim].
     sliding_window applies to the layer only if it is local (every layer but Gemma 3's global ones)."""
@@ -339,6 +347,7 @@ def attention(
     rope = rope_half_split if hp.half_split_rope else rope_adjacent_pairs
     q = rope(q, positions, hp.rope_dim, base, freq_factors, hp.rope_attn_factor)
     k = rope(k, positions, hp.rope_dim, base, freq_factors, hp.rope_attn_factor)
+    k, v = (np.asarray(x, kv_dtype).astype(np.float64) for x in (k, v))  # as the KV cache holds them
     # Query head h uses kv head h // group: repeat each kv head `group` times, in order.
     k = np.repeat(k, hp.group, axis=1)
     v = np.repeat(v, hp.group, axis=1)
@@ -373,18 +382,20 @@ def post_norm(w: LlamaWeights, i: int, name: str, out: np.ndarray) -> np.ndarray
 
 def numpy_llama_logits(
     path_or_reader: str | os.PathLike | GGUFReader, token_ids,
-    context_window: int | None = None, sliding_window: int | None = None,
+    context_window: int | None = None, sliding_window: int | None = None, kv_dtype=KV_CACHE_DTYPE,
 ) -> np.ndarray:
     """Logits [T, vocab] in float64 for token_ids at positions 0..T-1 (no KV cache, no BOS added).
     See `forward` for the options."""
-    return forward(load_weights(path_or_reader), token_ids, context_window, sliding_window)
+    return forward(load_weights(path_or_reader), token_ids, context_window, sliding_window, kv_dtype)
 
 
-def forward(w: LlamaWeights, token_ids, context_window: int | None = None, sliding_window: int | None = None) -> np.ndarray:
+def forward(w: LlamaWeights, token_ids, context_window: int | None = None, sliding_window: int | None = None,
+            kv_dtype=KV_CACHE_DTYPE) -> np.ndarray:
     """The whole model over one sequence: [T] ids -> [T, vocab] logits.
 
     context_window: the context the model runs with (picks Phi-3's long or short RoPE factors);
     None: the file's context_length. sliding_window: None keeps the file's own; -1 or 0: none.
+    kv_dtype: what keys and values are rounded to before attention (np.float64: not rounded).
     """
     hp = w.hparams
     ids = np.asarray(token_ids, dtype=np.int64)
@@ -398,7 +409,7 @@ def forward(w: LlamaWeights, token_ids, context_window: int | None = None, slidi
     x = w.tensors["token_embd.weight"][ids] * hp.embedding_multiplier  # [T, dim]
     for i in range(hp.n_layer):
         h = rms_norm(x, w.layer(i, "attn_norm"), hp.rms_eps)
-        x = x + post_norm(w, i, "post_attention_norm", attention(w, i, h, positions, freq_factors, window))
+        x = x + post_norm(w, i, "post_attention_norm", attention(w, i, h, positions, freq_factors, window, kv_dtype))
         h = rms_norm(x, w.layer(i, "ffn_norm"), hp.rms_eps)
         x = x + post_norm(w, i, "post_ffw_norm", feed_forward(w, i, h))
     x = rms_norm(x, w.tensors["output_norm.weight"], hp.rms_eps)

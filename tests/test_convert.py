@@ -46,7 +46,7 @@ from .llama_numpy import LlamaHyperparameters, LlamaWeights, forward
 from .mlc_fixture import bf16_bits, permute_for_llama_cpp, write_tokenizer_json
 from .tiny_llama import tiny_llama_weights
 
-LOGIT_BOUND = 1e-4  # as tests/test_mlc_format.py: the engine's float32 against a float64 forward pass
+LOGIT_BOUND = 3e-4  # as tests/test_mlc_format.py: the engine's float32 (float16 KV cache) against float64
 CONTEXT_WINDOW, CHUNK = 128, 16
 MODEL_DTYPE = {"q4f16_1": np.float16, "q4f32_1": np.float32, "q0f16": np.float16, "q0f32": np.float32}
 
@@ -521,7 +521,9 @@ def test_cli_converts_refuses_to_overwrite_and_reports_errors(tmp_path, capsys):
 SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # its chat template's default
 PROMPT = "The capital of France is"
 GREEDY_TOKENS = 16
-ROUND_TRIP_LOGPROB_BOUND = 1e-3  # nats, top-5 of the GGUF; measured 2e-5 (the same float32 weights, other kernels)
+# nats, top-5 of the GGUF: the same float32 weights through other kernels, whose float32 differences
+# round some cached keys and values to the neighbouring float16 (measured 2.5e-3; 2e-5 with an f32 cache)
+ROUND_TRIP_LOGPROB_BOUND = 1e-2
 
 
 @pytest.fixture(scope="module")

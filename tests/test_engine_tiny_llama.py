@@ -1,8 +1,9 @@
 """The whole engine on a random tiny llama (GQA, every weight type) against a numpy forward pass.
 
 tests/llama_numpy.py is written from the architecture in float64; the engine computes in
-float32 from exactly dequantized weights, so logits agree to float32 rounding accumulated over
-two layers: ‖Δ‖/‖ref‖ < 1e-4 (observed ~1e-6).
+float32 from exactly dequantized weights, both caching keys and values in float16, so logits agree
+to float32 rounding accumulated over two layers (~1e-6) plus the odd cached value that float32
+rounds to the neighbouring float16: ‖Δ‖/‖ref‖ < 3e-4.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from .engine_trace import LogitRecorder, greedy_trace
 from .llama_numpy import numpy_llama_logits
 from .tiny_llama import write_tiny_llama
 
-LOGIT_BOUND = 1e-4
+# float32 arithmetic against float64, both caching keys and values in float16: a value whose float32
+# result straddles an f16 rounding boundary lands one f16 ulp (2^-10 relative) from the reference's,
+# which moves the logits by up to ~1.4e-4 relative (measured); the arithmetic alone stays ~1e-6.
+LOGIT_BOUND = 3e-4
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Causal grouped-query attention over the KV cache against numpy float64 written from the formula."""
+"""Causal grouped-query attention over the KV cache against numpy float64 written from the formula.
+
+The cache holds float16 (kernels/kv_f16.wgsl): the cases draw float16 keys and values, which the
+reference reads exactly, so the bounds measure the kernels' float32 arithmetic alone."""
 
 from __future__ import annotations
 
@@ -64,6 +67,7 @@ def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window:
     ctx.fill(out)
     params = ctx.uniform(struct.pack("<IIIfIIII", n_head, k_cache.shape[1], head_dim, scale, window, 0, 0, 0))
     step = ctx.uniform(struct.pack("<IIIf", n_tokens, position, 0, 0.0))
+    assert k_cache.dtype == v_cache.dtype == np.float16
     buffers = [ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), out, params, step]
     constants = {}
     if kernel == "attention_subgroup":
@@ -85,11 +89,12 @@ def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window:
 
 
 def random_case(rng, n_tokens, position, n_head, n_kv_head, head_dim, q_scale=1.0):
-    """Cache rows past the chunk's last position hold NaN: reading any of them poisons the output."""
+    """Float16 caches (as the engine keeps them). Cache rows past the chunk's last position hold NaN:
+    reading any of them poisons the output."""
     max_context = position + n_tokens + 5
     q = (rng.standard_normal((n_tokens, n_head, head_dim)) * q_scale).astype(np.float32)
-    k_cache = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float32)
-    v_cache = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float32)
+    k_cache = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float16)
+    v_cache = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float16)
     k_cache[position + n_tokens :] = np.nan
     v_cache[position + n_tokens :] = np.nan
     return q, k_cache, v_cache
@@ -186,20 +191,24 @@ def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, atte
 
 
 def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
-                        chunk: int = 256, projection: PackedWeight | None = None) -> np.ndarray:
+                        chunk: int = 256, projection: PackedWeight | None = None, new_kv=None) -> np.ndarray:
     """One decode token through the two kernels the decode graph uses, or with `projection`, the
     split kernel and the output projection that merges the chunks in its input prologue
     (matvec.wgsl with input_attention_combine.wgsl), returning W · out. Key and value `position`
     come in the QKV projection's output (with an identity rotary table, so q and k pass unchanged:
     the epilogue's bias, norms and rotation are tested through the model in
     tests/test_architectures.py) and the cache row `position` holds NaN: the split kernel must use
-    the new key and value, and it must write them into that row. The partials buffer and the output
+    the new key and value, and it must write them into that row (float16 values: the row must hold
+    them exactly, and they are what the reference attends to). The partials buffer and the output
     are poisoned with NaN too: every chunk in range must write its partial, and the combine must
-    read no other (chunks past the position or before the window stay NaN)."""
+    read no other (chunks past the position or before the window stay NaN). `new_kv`: float32 key
+    and value of the step in place of the cache's row `position` (whose float16 rounding the kernel
+    must attend to and write)."""
     _, n_head, head_dim = q.shape
     n_kv_head = k_cache.shape[1]
     n_chunks = -(-k_cache.shape[0] // chunk)
-    qkv = np.concatenate([q[0].ravel(), k_cache[position].ravel(), v_cache[position].ravel()]).astype(np.float32)
+    new_k, new_v = new_kv if new_kv is not None else (k_cache[position], v_cache[position])
+    qkv = np.concatenate([q[0].ravel(), new_k.ravel(), new_v.ravel()]).astype(np.float32)
     k_in, v_in = k_cache.copy(), v_cache.copy()
     k_in[position] = np.nan
     v_in[position] = np.nan
@@ -228,7 +237,7 @@ def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, w
         return ctx.read(y, np.float32, projection.rows)
     ctx.run([split, ctx.dispatch("attention_combine", [partials, out, params, chunks, step], (n_head, 1), CHUNK=chunk)])
     for cache, written in ((k_cache, k_buffer), (v_cache, v_buffer)):
-        row = ctx.read(written, np.float32).reshape(cache.shape)[position]
+        row = ctx.read(written, np.float16).reshape(cache.shape)[position]
         np.testing.assert_array_equal(row, cache[position])
     return ctx.read(out, np.float32, n_head * head_dim).reshape(1, n_head * head_dim)
 
@@ -281,3 +290,17 @@ def test_split_attention_chunks_with_far_apart_maxima(ctx, rng):
     ref = attention_reference(q, k_cache, v_cache, position, 1.0)
     assert np.isfinite(out).all()
     assert relative_error(out, ref) < 1e-5
+
+
+def test_split_attention_attends_to_the_steps_key_as_the_cache_holds_it(ctx, rng):
+    """The step's own key and value come from the QKV projection in float32; the kernel rounds them
+    to float16 before attending (so a token's output does not depend on whether its key came from
+    the projection or from the cache, as in prefill) and writes that rounding into the cache."""
+    position, n_head, n_kv_head, head_dim = 77, 9, 3, 64
+    q, k_cache, v_cache = random_case(rng, 1, position, n_head, n_kv_head, head_dim, q_scale=2.0)
+    new_k = rng.standard_normal((n_kv_head, head_dim)).astype(np.float32) * 3
+    new_v = rng.standard_normal((n_kv_head, head_dim)).astype(np.float32)
+    assert (new_k.astype(np.float16).astype(np.float32) != new_k).any()  # not float16 values already
+    k_cache[position], v_cache[position] = new_k.astype(np.float16), new_v.astype(np.float16)
+    out = run_split_attention(ctx, q, k_cache, v_cache, position, 0.125, new_kv=(new_k, new_v))
+    assert relative_error(out, attention_reference(q, k_cache, v_cache, position, 0.125)) < 1e-5

@@ -9,7 +9,7 @@ import pytest
 
 from notebook_llm.models.rope import rope_table
 
-from .conftest import relative_error
+from .conftest import assert_float16_rounding, relative_error
 
 
 def step_uniform(ctx, n_tokens: int, position: int = 0, seed: int = 0, temperature: float = 0.0):
@@ -147,8 +147,8 @@ def test_rope_kv_write_rotates_q_and_k_and_writes_cache_rows(
     k_norm = rng.uniform(0.5, 1.5, head_dim).astype(np.float32) if qk_norm else np.zeros(1, np.float32)
     factors = rng.uniform(1.0, 4.0, rope_dim // 2).astype(np.float32) if neox else None
     table = rope_table(max_context, rope_dim, freq_base, factors, attn_factor=1.1 if neox else 1.0)
-    old_k = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float32)
-    old_v = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float32)
+    old_k = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float16)  # the cache's type
+    old_v = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float16)
 
     q_out = ctx.empty(n_tokens * q_width * 4)
     ctx.fill(q_out)
@@ -167,16 +167,20 @@ def test_rope_kv_write_rotates_q_and_k_and_writes_cache_rows(
     if qk_norm:
         q, k = head_rmsnorm_reference(q, q_norm, eps), head_rmsnorm_reference(k, k_norm, eps)
     got_q = ctx.read(q_out, np.float32, n_tokens * q_width).reshape(n_tokens, n_head, head_dim)
-    got_k = ctx.read(k_cache).reshape(max_context, n_kv_head, head_dim)
-    got_v = ctx.read(v_cache).reshape(max_context, n_kv_head, head_dim)
+    got_k = ctx.read(k_cache, np.float16).reshape(max_context, n_kv_head, head_dim)
+    got_v = ctx.read(v_cache, np.float16).reshape(max_context, n_kv_head, head_dim)
     rows = slice(position, position + n_tokens)
 
     # cos/sin rounded to float32 in the table (~6e-8 relative), two float32 products per value, and
     # with the norm a float32 sum of head_dim squares and one inverseSqrt (a few ulp): 1e-6 holds all.
     assert relative_error(got_q, rope_reference(q, table, positions, rope_dim, neox)) < 1e-6
-    assert relative_error(got_k[rows], rope_reference(k, table, positions, rope_dim, neox)) < 1e-6
+    # k and v are cached in float16, rounded to nearest from those float32 results
+    assert_float16_rounding(got_k[rows], rope_reference(k, table, positions, rope_dim, neox))
     # v is only copied, plus the bias in float32: exact without bias, one rounding with it.
-    np.testing.assert_allclose(got_v[rows], v, rtol=1e-7 if bias else 0, atol=1e-7 if bias else 0)
+    if bias:
+        assert_float16_rounding(got_v[rows], v, reference_error=1e-7)
+    else:
+        np.testing.assert_array_equal(got_v[rows], v.astype(np.float16))
     # Every other cache row is left as it was.
     for got, old in ((got_k, old_k), (got_v, old_v)):
         np.testing.assert_array_equal(got[:position], old[:position])

@@ -34,7 +34,10 @@ from .llama_numpy import LlamaWeights, forward
 from .mlc_fixture import QUANTIZATIONS, SAMPLING, bf16_bits, write_mlc_model
 from .tiny_llama import Llama3Rope, write_tiny_model
 
-LOGIT_BOUND = 1e-4
+# float32 arithmetic against float64, both caching keys and values in float16: a value whose float32
+# result straddles an f16 rounding boundary lands one f16 ulp (2^-10 relative) from the reference's,
+# which moves the logits by up to ~1.4e-4 relative (measured); the arithmetic alone stays ~1e-6.
+LOGIT_BOUND = 3e-4
 FEATURE_EFFECT = 1e-2  # a convention left out must move the reference logits by 100x the bound
 CONTEXT_WINDOW = 128
 CHUNK = 16  # a 40-token prompt takes three chunks, the last one ragged

@@ -249,7 +249,7 @@ def test_numpy_forward_matches_llamacpp_f32_reference_on_smollm2(smollm2_path, l
     ref = case["f32"]
     ids = case["prompt_ids"] + ref["greedy_ids"][:-1]
     n_prompt = len(case["prompt_ids"])
-    logprobs = log_softmax(numpy_llama_logits(smollm2_path, ids)[n_prompt - 1 :])
+    logprobs = log_softmax(numpy_llama_logits(smollm2_path, ids, kv_dtype=np.float64)[n_prompt - 1 :])  # F32 cache
     worst = 0.0
     for step, (top, gap) in enumerate(zip(ref["top_logprobs"], ref["top1_top2_gap"])):
         for token, ref_logprob in top:

@@ -128,7 +128,7 @@ def _independent_vram_mb(record: ModelRecord) -> float:
     """The memory estimate written out again from the shapes, or for the offline GGUF files from their
     tensors' types. MLC weights at their GPU layouts' bits (loader/mlc_quant.py: 4-bit codes into
     q4g32f, 4-bit codes with a float32 scale and min per 32; q0 as f16 / f32), and the engine's
-    float32 norms and KV cache."""
+    float32 norms and float16 KV cache."""
     a = record.architecture
     bits = {"q4f16_1": 4 + 64 / 32, "q4f32_1": 4 + 64 / 32, "q0f16": 16.0, "q0f32": 32.0}.get(record.quantization)
     element = 4
@@ -143,7 +143,7 @@ def _independent_vram_mb(record: ModelRecord) -> float:
         weights = (a.n_layer * per_layer + embeddings) * bits / 8 + (2 * a.n_layer + 1) * a.dim * element
     context = record.overrides["context_window_size"]
     chunk = record.overrides["prefill_chunk_size"]
-    kv = 2 * a.n_layer * context * a.n_kv_head * a.head_dim * element
+    kv = 2 * a.n_layer * context * a.n_kv_head * a.head_dim * 2  # float16 keys and values
     activations = chunk * (a.dim + 2 * a.ffn) * 4 + a.vocab * 4
     return (weights + kv + activations) / 2**20
 
@@ -177,7 +177,7 @@ def test_gguf_gpu_bits_per_weight_are_the_repacked_layouts_sizes():
 @pytest.mark.parametrize("model_id", [DEFAULT_MODEL_ID, GEMMA3_270M_ID])
 def test_offline_gguf_estimate_covers_the_repacked_weights_and_the_kv_cache(model_id):
     """The file's tensors are the ones the record states, and the estimate is at least the bytes the
-    loader uploads (every tensor repacked; norms as float32) plus the float32 KV cache at the
+    loader uploads (every tensor repacked; norms as float32) plus the float16 KV cache at the
     record's context window."""
     import numpy as np
 
@@ -196,7 +196,7 @@ def test_offline_gguf_estimate_covers_the_repacked_weights_and_the_kv_cache(mode
         weight_bytes += 4 * int(np.prod(shape)) if len(shape) == 1 else model.packed(name).nbytes
     assert elements == dict(OFFLINE_TENSORS[model_id])
     cfg = model.config
-    kv_bytes = 2 * cfg.n_layer * record.context_window_size * cfg.n_kv_head * cfg.head_dim * 4
+    kv_bytes = 2 * cfg.n_layer * record.context_window_size * cfg.n_kv_head * cfg.head_dim * 2
     print(f"{model_id}: weights {weight_bytes / MB:.2f} MiB + KV {kv_bytes / MB:.2f} MiB; "
           f"estimate {record.vram_required_MB} MiB")
     assert record.vram_required_MB * MB >= weight_bytes + kv_bytes

@@ -17,8 +17,8 @@ token; sampling is appended by the engine. Everything here is built once at load
 only writes the 16-byte `Step` uniform and replays a dispatch list. Sampling, stopping and
 the generation loop live in `notebook_llm/engine/`; nothing here knows about chat messages.
 
-Activations are float32 row-major [n_tokens, features]; the KV cache is float32
-[context, n_kv_head, head_dim] per layer. A matrix larger than one storage binding (Gemma 3's
+Activations are float32 row-major [n_tokens, features]; the KV cache is half precision
+[context, n_kv_head, head_dim] per layer (kernels/kv_f16.wgsl), as llama.cpp keeps it. A matrix larger than one storage binding (Gemma 3's
 262k-row embedding in int8 codes is 168 MB; lavapipe binds 128 MiB) is uploaded as row blocks,
 each bound by its own dispatch (kernels take the block's row offset).
 """
@@ -37,6 +37,7 @@ from ..loader import architectures as arch
 from ..loader.architectures import ArchitectureConfig
 from ..loader.gguf_file import GGUFModelFile
 from ..loader.repack import PackedWeight, split_rows
+from ..registry import KV_CACHE_ELEMENT_BYTES  # kernels/kv_f16.wgsl
 from .rope import rope_table
 
 MAX_WORKGROUPS = 65535
@@ -324,7 +325,7 @@ class LlamaModel:
         self.last_norm = c.empty(cfg.dim * f32, label="last_norm")
         self.logits = c.empty(cfg.vocab_size * f32, label="logits")
         self.step = c.uniform(_step_bytes(0, 0), label="step")
-        kv_bytes = self.context_window_size * cfg.n_kv_head * cfg.head_dim * f32
+        kv_bytes = self.context_window_size * cfg.n_kv_head * cfg.head_dim * KV_CACHE_ELEMENT_BYTES
         self.k_cache = [c.empty(kv_bytes, label=f"k_cache.{i}") for i in range(cfg.n_layer)]
         self.v_cache = [c.empty(kv_bytes, label=f"v_cache.{i}") for i in range(cfg.n_layer)]
         def table(base: float, linear_factor: float) -> wgpu.GPUBuffer:
