@@ -9,7 +9,7 @@
 // running sum l, accumulator rescaled by exp(m_old - m_new)), so the context length is bounded only
 // by the cache, not by any array in the shader.
 //
-// Bindings: 0 q f32[n_tokens, n_head, head_dim], 1 k_cache f16[max_context, n_kv_head, head_dim] (kv_f16.wgsl),
+// Bindings: 0 q f32[n_tokens, n_head, head_dim], 1 k_cache [max_context, n_kv_head, head_dim] in kv_cache.wgsl's format,
 //           2 v_cache (same shape), 3 out f32[n_tokens, n_head * head_dim], 4 params, 5 step.
 // Requires head_dim a multiple of 4 and at most 256 (rows are read as vec4), n_head a multiple of
 // n_kv_head.
@@ -20,13 +20,13 @@
 //   are summed once at the end.
 // Tested by tests/test_kernels_attention.py against numpy float64.
 
-//!include kv_f16
+//!include kv_cache
 
 struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> k_cache: array<vec2<u32>>;  // kv_f16.wgsl's rows
+@group(0) @binding(1) var<storage, read> k_cache: array<vec2<u32>>;  // kv_cache.wgsl's format
 @group(0) @binding(2) var<storage, read> v_cache: array<vec2<u32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> params: Params;
@@ -73,7 +73,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         if (key < n_keys) {
             let k_base = key * kv_stride + kv_offset;
             var dot_qk = 0.0;
-            for (var c = 0u; c < n_vec; c++) { dot_qk += dot(q_tile[c], kv_unpack(k_cache[k_base + c])); }
+            for (var c = 0u; c < n_vec; c++) { dot_qk += dot(q_tile[c], k_row4(k_base + c)); }
             s = dot_qk * params.scale;
         }
         scores[lid] = s;
@@ -96,7 +96,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             for (var j = slice; j < tile_len; j += slices) {
                 let p = probs[j];
                 l_part += p;
-                acc += p * kv_unpack(v_cache[(key0 + j) * kv_stride + kv_offset + col]);
+                acc += p * v_row4((key0 + j) * kv_stride + kv_offset + col);
             }
         }
     }

@@ -16,7 +16,7 @@
 // model is bound by the CPU time of recording its dispatches).
 //
 // Bindings: 0 qkv f32[(n_head + 2 n_kv_head) head_dim] (one token: q heads, k heads, v heads),
-//           1 k_cache f16[max_context, n_kv_head, head_dim] (kv_f16.wgsl), 2 v_cache (same shape),
+//           1 k_cache [max_context, n_kv_head, head_dim] in kv_cache.wgsl's format, 2 v_cache (same shape),
 //           3 partials f32[n_head, n_chunks, 4 + head_dim] as (m, l, 0, 0, acc...),
 //           4 params (attention.wgsl's), 5 step, 6 bias, 7 q_norm, 8 k_norm, 9 rope, 10 rope_params
 //           (rope_kv_write.wgsl's bindings 1-4 and 8).
@@ -35,7 +35,7 @@ struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: 
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read_write> k_cache: array<vec2<u32>>;  // kv_f16.wgsl's rows
+@group(0) @binding(1) var<storage, read_write> k_cache: array<vec2<u32>>;  // kv_cache.wgsl's format
 @group(0) @binding(2) var<storage, read_write> v_cache: array<vec2<u32>>;
 @group(0) @binding(3) var<storage, read_write> partials: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> params: Params;
@@ -51,7 +51,8 @@ override QK_NORM: bool = false;
 override NEOX: bool = false;
 
 //!include rope_head
-//!include kv_f16
+//!include kv_cache
+//!include kv_cache_store
 
 const WORKGROUP: u32 = 256u;
 const MAX_HEAD_VEC4: u32 = 64u;     // head_dim <= 256
@@ -68,7 +69,7 @@ var<workgroup> partial_sum: array<f32, WORKGROUP>;
 
 // Columns 4 col .. 4 col + 3 of value `key`: the cache row, or v_new for the step's own key.
 fn value4(key: u32, kv_stride: u32, kv_offset: u32, col: u32) -> vec4<f32> {
-    return select(kv_unpack(v_cache[key * kv_stride + kv_offset + col]), v_new[col], key == step.position);
+    return select(v_row4(key * kv_stride + kv_offset + col), v_new[col], key == step.position);
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -105,17 +106,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             v_new[j / 4u][j % 4u] = v;
         }
         workgroupBarrier();
-        // Key and value p are attended to as the cache holds them (half precision), as later
-        // steps and the prefill graph read them.
+        // Key and value p are attended to as the cache holds them (half precision unless
+        // KV_F32), as later steps and the prefill graph read them.
         let writes_cache = head % (params.n_head / params.n_kv_head) == 0u;
         for (var c = lid; c < n_vec; c += WORKGROUP) {
-            let k_half = kv_pack(k_new[c]);
-            let v_half = kv_pack(v_new[c]);
-            k_new[c] = kv_unpack(k_half);
-            v_new[c] = kv_unpack(v_half);
+            k_new[c] = kv_round(k_new[c]);
+            v_new[c] = kv_round(v_new[c]);
             if (writes_cache) {
-                k_cache[p * kv_stride + kv_offset + c] = k_half;
-                v_cache[p * kv_stride + kv_offset + c] = v_half;
+                store_k4(p * kv_stride + kv_offset + c, k_new[c]);
+                store_v4(p * kv_stride + kv_offset + c, v_new[c]);
             }
         }
     }
@@ -130,12 +129,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         var dots = vec4<f32>(0.0);
         var c = 0u;
         for (; c + 3u < n_vec; c += 4u) {
-            dots += vec4<f32>(dot(q_head[c], select(kv_unpack(k_cache[k_base + c]), k_new[c], is_new)),
-                              dot(q_head[c + 1u], select(kv_unpack(k_cache[k_base + c + 1u]), k_new[c + 1u], is_new)),
-                              dot(q_head[c + 2u], select(kv_unpack(k_cache[k_base + c + 2u]), k_new[c + 2u], is_new)),
-                              dot(q_head[c + 3u], select(kv_unpack(k_cache[k_base + c + 3u]), k_new[c + 3u], is_new)));
+            dots += vec4<f32>(dot(q_head[c], select(k_row4(k_base + c), k_new[c], is_new)),
+                              dot(q_head[c + 1u], select(k_row4(k_base + c + 1u), k_new[c + 1u], is_new)),
+                              dot(q_head[c + 2u], select(k_row4(k_base + c + 2u), k_new[c + 2u], is_new)),
+                              dot(q_head[c + 3u], select(k_row4(k_base + c + 3u), k_new[c + 3u], is_new)));
         }
-        for (; c < n_vec; c++) { dots.x += dot(q_head[c], select(kv_unpack(k_cache[k_base + c]), k_new[c], is_new)); }
+        for (; c < n_vec; c++) { dots.x += dot(q_head[c], select(k_row4(k_base + c), k_new[c], is_new)); }
         let s = ((dots.x + dots.y) + (dots.z + dots.w)) * params.scale;
         scores[i] = s;
         m_thread = max(m_thread, s);

@@ -4,7 +4,7 @@
 // the keys in tiles of 16, each key and value row loaded once into workgroup memory for all 16
 // rows. attention.wgsl (one query a workgroup) reads every key from memory once per query.
 //
-// Bindings: 0 q f32[n_tokens, n_head, head_dim], 1 k_cache f16[max_context, n_kv_head, head_dim] (kv_f16.wgsl),
+// Bindings: 0 q f32[n_tokens, n_head, head_dim], 1 k_cache [max_context, n_kv_head, head_dim] in kv_cache.wgsl's format,
 //           2 v_cache (same shape), 3 out f32[n_tokens, n_head * head_dim], 4 params, 5 step.
 // Requires head_dim = 4 · HEAD_VEC4 ≤ 128 and HEADS dividing both 16 and n_head / n_kv_head.
 // Mapping: dispatch (n_head / HEADS, ceil(n_tokens / (16 / HEADS)), 1), 128 invocations; row r of
@@ -12,13 +12,13 @@
 //   invocations (lid / 8 == r) score 2 keys of each tile and own value columns lid % 8 + 8i.
 // Tested by tests/test_kernels_attention.py against numpy float64.
 
-//!include kv_f16
+//!include kv_cache
 
 struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> k_cache: array<vec2<u32>>;  // kv_f16.wgsl's rows
+@group(0) @binding(1) var<storage, read> k_cache: array<vec2<u32>>;  // kv_cache.wgsl's format
 @group(0) @binding(2) var<storage, read> v_cache: array<vec2<u32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> params: Params;
@@ -87,8 +87,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             var v = vec4<f32>(0.0);
             if (key0 + j < keys_end) {
                 let index = (key0 + j) * kv_stride + kv_offset + c;
-                k = kv_unpack(k_cache[index]);
-                v = kv_unpack(v_cache[index]);
+                k = k_row4(index);
+                v = v_row4(index);
             }
             k_tile[j * STRIDE + c] = k;
             v_tile[j * STRIDE + c] = v;

@@ -9,14 +9,14 @@
 //
 // Bindings: 0 weight_codes, 1 weight_scales, 2 x (as matvec_broadcast.wgsl), 3 q_out
 //           f32[n_head head_dim], 4 params (rows = (n_head + 2 n_kv_head) head_dim), 5.. the
-//           prologue's (5, 6), 7 k_cache f16[max_context, n_kv_head, head_dim] (kv_f16.wgsl), 8 v_cache,
+//           prologue's (5, 6), 7 k_cache [max_context, n_kv_head, head_dim] in kv_cache.wgsl's format, 8 v_cache,
 //           9 rope f32[max_context, rope_dim / 2, 2] (rope_kv_write.wgsl's table), 10 rope_params,
 //           11 step (position).
 // Requires head_dim a multiple of ROWS_PER_THREAD (a lane's rows in one head) and rope_dim even.
 // Tested by tests/test_kernels_matmul.py against numpy float64.
 
 //!include group32
-//!include kv_f16
+//!include kv_cache_pairs
 
 struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
 struct RopeParams { n_head: u32, n_kv_head: u32, head_dim: u32, rope_dim: u32, eps: f32, _pad0: u32, _pad1: u32, _pad2: u32 }
@@ -27,7 +27,7 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> q_out: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
-@group(0) @binding(7) var<storage, read_write> k_cache: array<u32>;  // kv_f16.wgsl: two values a word
+@group(0) @binding(7) var<storage, read_write> k_cache: array<u32>;  // kv_cache_pairs.wgsl's format
 @group(0) @binding(8) var<storage, read_write> v_cache: array<u32>;
 @group(0) @binding(9) var<storage, read> rope: array<f32>;
 @group(0) @binding(10) var<uniform> rope_params: RopeParams;
@@ -74,9 +74,9 @@ fn main(inv: Invocation, @builtin(subgroup_invocation_id) lane: u32) {
             q_out[at] = a;
             q_out[at + 1u] = b;
         } else if (is_v) {
-            v_cache[(position * kv_width + at) / 2u] = kv_pack2(a, b);
+            store_v2(position * kv_width + at, a, b);
         } else {
-            k_cache[(position * kv_width + at) / 2u] = kv_pack2(a, b);
+            store_k2(position * kv_width + at, a, b);
         }
     }
 }

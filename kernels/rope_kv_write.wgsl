@@ -19,7 +19,7 @@
 //             (notebook_llm/models/rope.py): WGSL promises sin/cos only to 2^-11 absolute and only
 //             inside [-pi, pi], while θ reaches thousands of radians, so no trig runs here; frequency
 //             factors and attention factors (Llama 3.x, Phi-3 LongRoPE) are folded into the table.
-//           5 q_out f32[n_tokens, n_head head_dim], 6 k_cache f16[max_context, n_kv_head, head_dim] (kv_f16.wgsl),
+//           5 q_out f32[n_tokens, n_head head_dim], 6 k_cache [max_context, n_kv_head, head_dim] in kv_cache.wgsl's format,
 //           7 v_cache (same shape), 8 params, 9 step (n_tokens, position).
 // Requires head_dim even and at most 256, rope_dim even and <= head_dim.
 // Mapping: dispatch (n_tokens, n_head + n_kv_head, 1); workgroup (t, h) owns head h of token t
@@ -30,7 +30,7 @@
 // Tested by tests/test_kernels_norm_rope.py against numpy float64.
 
 //!include rope_head
-//!include kv_f16
+//!include kv_cache_pairs
 
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 
@@ -40,7 +40,7 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 @group(0) @binding(3) var<storage, read> k_norm: array<f32>;
 @group(0) @binding(4) var<storage, read> rope: array<f32>;
 @group(0) @binding(5) var<storage, read_write> q_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> k_cache: array<u32>;  // kv_f16.wgsl: two values a word
+@group(0) @binding(6) var<storage, read_write> k_cache: array<u32>;  // kv_cache_pairs.wgsl's format
 @group(0) @binding(7) var<storage, read_write> v_cache: array<u32>;
 @group(0) @binding(8) var<uniform> rope_params: RopeParams;
 @group(0) @binding(9) var<uniform> step: Step;
@@ -73,7 +73,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             q_out[t * q_width + head_in + j] = x0;
             q_out[t * q_width + head_in + j + 1u] = x1;
         } else {
-            k_cache[(cache_row + head_in - q_width + j) / 2u] = kv_pack2(x0, x1);
+            store_k2(cache_row + head_in - q_width + j, x0, x1);
         }
     }
 
@@ -83,7 +83,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var j = 2u * lid; j < head_dim; j += 2u * WORKGROUP) {
             var v = vec2<f32>(qkv[v_in + j], qkv[v_in + j + 1u]);
             if (HAS_BIAS) { v += vec2<f32>(bias[q_width + kv_width + v_head + j], bias[q_width + kv_width + v_head + j + 1u]); }
-            v_cache[(cache_row + v_head + j) / 2u] = kv_pack2(v.x, v.y);
+            store_v2(cache_row + v_head + j, v.x, v.y);
         }
     }
 }

@@ -63,7 +63,7 @@ LOW_RESOURCE_MB = 2048.0
 # --------------------------------------------------------------------------------------------
 
 
-# Keys and values are cached in float16 whatever the weights (kernels/kv_f16.wgsl; models/llama.py).
+# Keys and values are cached in float16 whatever the weights (kernels/kv_cache.wgsl; LlamaModel's default).
 KV_CACHE_ELEMENT_BYTES = 2
 
 

@@ -158,6 +158,19 @@ def test_chat_options_are_validated(tiny_paths):
         ChatOptions(prefill_chunk_size=0)
 
 
+def test_kv_cache_dtype_is_a_chat_option(tiny_paths):
+    """float16 by default (half the memory), float32 on request; anything else a typed error."""
+    with pytest.raises(InvalidRequestError, match="kv_cache_dtype") as error:
+        ChatOptions(kv_cache_dtype="int8")
+    assert error.value.param == "kv_cache_dtype"
+    half = create_engine(tiny_paths[0], chat_options=ChatOptions(context_window_size=64))
+    full = create_engine(tiny_paths[0], chat_options=ChatOptions(context_window_size=64, kv_cache_dtype="float32"))
+    assert (half.core.model.kv_cache_dtype, full.core.model.kv_cache_dtype) == ("float16", "float32")
+    assert full.core.model.kv_cache_bytes == 2 * half.core.model.kv_cache_bytes
+    ask = dict(messages=HI, temperature=0.0, max_tokens=6, ignore_eos=True)
+    assert full.chat.completions.create(**ask).usage.completion_tokens == 6
+
+
 def test_context_overflow_drops_the_oldest_turns_only_when_asked(tiny_paths):
     turns = [{"role": "system", "content": "sys"}]
     for i in range(12):

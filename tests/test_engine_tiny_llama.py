@@ -65,6 +65,26 @@ def test_decode_steps_match_numpy_forward(tiny_model, tiny_path, rng):
         assert ids[i] == int(np.argmax(logits[i]))
 
 
+@pytest.mark.parametrize("fused_decode", [False, True], ids=["cpu-or-per-op-graph", "gpu-graph"])
+def test_float32_kv_cache_matches_an_unrounded_reference_to_float32_rounding(ctx, tiny_path, rng, fused_decode):
+    """kv_cache_dtype="float32": prefill and decode (both decode graphs) against the reference that
+    does not round keys and values, at the float32 arithmetic's own bound."""
+    model = LlamaModel(ctx, GGUFModelFile(tiny_path), context_window_size=96, prefill_chunk_size=16,
+                       fused_decode=fused_decode, kv_cache_dtype="float32")
+    assert model.kv_cache_bytes == 2 * model.config.n_layer * 96 * model.config.n_kv_head * model.config.head_dim * 4
+    prompt = rng.integers(0, model.config.vocab_size, size=21).tolist()
+    assert relative_error(model.forward_logits(prompt), numpy_llama_logits(tiny_path, prompt, kv_dtype=np.float64)) < 1e-4
+    ids, logits = greedy_trace(model, prompt, n_new=8)
+    reference = numpy_llama_logits(tiny_path, prompt + ids[:-1], kv_dtype=np.float64)[len(prompt) - 1 :]
+    for i in range(len(ids)):
+        assert relative_error(logits[i], reference[i]) < 1e-4, f"generated position {i}"
+
+
+def test_kv_cache_dtype_is_checked(ctx, tiny_path):
+    with pytest.raises(ValueError, match="kv_cache_dtype"):
+        LlamaModel(ctx, GGUFModelFile(tiny_path), context_window_size=32, kv_cache_dtype="bfloat16")
+
+
 def test_tied_embeddings_use_the_embedding_as_output_head(ctx, tmp_path, rng):
     path = write_tiny_llama(tmp_path / "tied.gguf", seed=int(rng.integers(2**31)), tied=True)
     model = LlamaModel(ctx, GGUFModelFile(path), context_window_size=64, prefill_chunk_size=32)

@@ -383,7 +383,8 @@ def test_matvec_broadcast_prologues_match_numpy(ctx, rng, subgroups, prologue):
 
 @pytest.mark.parametrize("rows_per_thread", [2, 4, 8])
 @pytest.mark.parametrize("rope_dim", [16, 12])
-def test_matvec_broadcast_rope_writes_rotated_q_and_the_kv_cache(ctx, rng, subgroups, rows_per_thread, rope_dim):
+@pytest.mark.parametrize("kv_dtype", [np.float16, np.float32], ids=["f16-cache", "f32-cache"])
+def test_matvec_broadcast_rope_writes_rotated_q_and_the_kv_cache(ctx, rng, subgroups, rows_per_thread, rope_dim, kv_dtype):
     """The CPU decode QKV projection with RoPE and the KV-cache write in its epilogue: 3 q heads and
     1 KV head of 16, adjacent pairs rotated by a random (cos, sin) table row (rope_dim 12: the last
     4 dims pass through); cache rows other than the position's stay NaN."""
@@ -395,7 +396,7 @@ def test_matvec_broadcast_rope_writes_rotated_q_and_the_kv_cache(ctx, rng, subgr
     table = rng.standard_normal((context, rope_dim // 2, 2)).astype(np.float32)
     q_out = ctx.empty(n_head * head_dim * 4)
     ctx.fill(q_out)
-    k_cache, v_cache = (ctx.buffer(np.full(context * n_kv_head * head_dim, np.nan, np.float16)) for _ in range(2))
+    k_cache, v_cache = (ctx.buffer(np.full(context * n_kv_head * head_dim, np.nan, kv_dtype)) for _ in range(2))
     buffers = [ctx.buffer(w.codes), ctx.buffer(w.scales), ctx.buffer(x), q_out, ctx.uniform(params(rows, cols)),
                ctx.buffer(g), ctx.uniform(np.array([cols, np.float32(eps).view(np.uint32), 0, 0], np.uint32)),
                k_cache, v_cache, ctx.buffer(table),
@@ -403,7 +404,7 @@ def test_matvec_broadcast_rope_writes_rotated_q_and_the_kv_cache(ctx, rng, subgr
                ctx.uniform(np.array([1, position, 0, 0], np.uint32))]
     workgroups = -(-rows // (BROADCAST_WORKGROUP * rows_per_thread))
     ctx.run([ctx.dispatch("matvec_broadcast_rope", buffers, workgroups, weights=w.layout, prologue="rmsnorm",
-                          ROWS_PER_THREAD=rows_per_thread)])
+                          ROWS_PER_THREAD=rows_per_thread, KV_F32=kv_dtype == np.float32)])
     x64 = x.astype(np.float64)
     qkv = dequantize(w).astype(np.float64) @ (x64 / np.sqrt(np.mean(x64 ** 2) + eps) * g)
     heads = qkv.reshape(n_head + 2 * n_kv_head, head_dim).copy()
@@ -411,12 +412,15 @@ def test_matvec_broadcast_rope_writes_rotated_q_and_the_kv_cache(ctx, rng, subgr
     for h in range(n_head + n_kv_head):  # q and k heads
         a, b = heads[h, 0:rope_dim:2].copy(), heads[h, 1:rope_dim:2].copy()
         heads[h, 0:rope_dim:2], heads[h, 1:rope_dim:2] = a * c - b * s_, a * s_ + b * c
-    got_k = ctx.read(k_cache, np.float16, context * head_dim).reshape(context, head_dim)
-    got_v = ctx.read(v_cache, np.float16, context * head_dim).reshape(context, head_dim)
+    got_k = ctx.read(k_cache, kv_dtype, context * head_dim).reshape(context, head_dim)
+    got_v = ctx.read(v_cache, kv_dtype, context * head_dim).reshape(context, head_dim)
     assert relative_error(ctx.read(q_out, np.float32, n_head * head_dim), heads[:n_head].ravel()) < BOUND
-    # the cache holds float16 (kernels/kv_f16.wgsl): the float32 results rounded to nearest
-    assert_float16_rounding(got_k[position], heads[n_head], reference_error=BOUND)
-    assert_float16_rounding(got_v[position], heads[n_head + 1], reference_error=BOUND)
+    if kv_dtype == np.float32:
+        assert relative_error(got_k[position], heads[n_head]) < BOUND
+        assert relative_error(got_v[position], heads[n_head + 1]) < BOUND
+    else:  # float16 (kernels/kv_cache.wgsl): the float32 results rounded to nearest
+        assert_float16_rounding(got_k[position], heads[n_head], reference_error=BOUND)
+        assert_float16_rounding(got_v[position], heads[n_head + 1], reference_error=BOUND)
     others = np.arange(context) != position
     assert np.isnan(got_k[others]).all() and np.isnan(got_v[others]).all()
 

@@ -134,9 +134,10 @@ def head_rmsnorm_reference(x: np.ndarray, weight: np.ndarray, eps: float) -> np.
         (4, 30, 6, 2, 48, 36, 10000.0, True, False, False),  # Phi-4-mini-like partial rotary, halves
     ],
 )
-@pytest.mark.parametrize("workgroup", [64, 16])  # lanes a head: GPUs, CPU adapters
+@pytest.mark.parametrize("workgroup, kv_dtype", [(64, np.float16), (16, np.float16), (64, np.float32)],
+                         ids=["gpu-f16-cache", "cpu-f16-cache", "gpu-f32-cache"])  # lanes a head: GPUs, CPU adapters
 def test_rope_kv_write_rotates_q_and_k_and_writes_cache_rows(
-    ctx, rng, n_tokens, position, n_head, n_kv_head, head_dim, rope_dim, freq_base, neox, bias, qk_norm, workgroup
+    ctx, rng, n_tokens, position, n_head, n_kv_head, head_dim, rope_dim, freq_base, neox, bias, qk_norm, workgroup, kv_dtype
 ):
     max_context = position + n_tokens + 3
     eps = 1e-6
@@ -147,8 +148,8 @@ def test_rope_kv_write_rotates_q_and_k_and_writes_cache_rows(
     k_norm = rng.uniform(0.5, 1.5, head_dim).astype(np.float32) if qk_norm else np.zeros(1, np.float32)
     factors = rng.uniform(1.0, 4.0, rope_dim // 2).astype(np.float32) if neox else None
     table = rope_table(max_context, rope_dim, freq_base, factors, attn_factor=1.1 if neox else 1.0)
-    old_k = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float16)  # the cache's type
-    old_v = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(np.float16)
+    old_k = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(kv_dtype)  # the cache's type
+    old_v = rng.standard_normal((max_context, n_kv_head, head_dim)).astype(kv_dtype)
 
     q_out = ctx.empty(n_tokens * q_width * 4)
     ctx.fill(q_out)
@@ -157,7 +158,7 @@ def test_rope_kv_write_rotates_q_and_k_and_writes_cache_rows(
     buffers = [ctx.buffer(qkv), ctx.buffer(bias_values), ctx.buffer(q_norm), ctx.buffer(k_norm), ctx.buffer(table),
                q_out, k_cache, v_cache, params, step_uniform(ctx, n_tokens, position)]
     ctx.run([ctx.dispatch("rope_kv_write", buffers, (n_tokens, n_head + n_kv_head),
-                          HAS_BIAS=bias, QK_NORM=qk_norm, NEOX=neox, WORKGROUP=workgroup)])
+                          HAS_BIAS=bias, QK_NORM=qk_norm, NEOX=neox, WORKGROUP=workgroup, KV_F32=kv_dtype == np.float32)])
 
     positions = position + np.arange(n_tokens)
     x = qkv.astype(np.float64) + (bias_values.astype(np.float64) if bias else 0.0)
@@ -167,20 +168,23 @@ def test_rope_kv_write_rotates_q_and_k_and_writes_cache_rows(
     if qk_norm:
         q, k = head_rmsnorm_reference(q, q_norm, eps), head_rmsnorm_reference(k, k_norm, eps)
     got_q = ctx.read(q_out, np.float32, n_tokens * q_width).reshape(n_tokens, n_head, head_dim)
-    got_k = ctx.read(k_cache, np.float16).reshape(max_context, n_kv_head, head_dim)
-    got_v = ctx.read(v_cache, np.float16).reshape(max_context, n_kv_head, head_dim)
+    got_k = ctx.read(k_cache, kv_dtype).reshape(max_context, n_kv_head, head_dim)
+    got_v = ctx.read(v_cache, kv_dtype).reshape(max_context, n_kv_head, head_dim)
     rows = slice(position, position + n_tokens)
 
     # cos/sin rounded to float32 in the table (~6e-8 relative), two float32 products per value, and
     # with the norm a float32 sum of head_dim squares and one inverseSqrt (a few ulp): 1e-6 holds all.
     assert relative_error(got_q, rope_reference(q, table, positions, rope_dim, neox)) < 1e-6
-    # k and v are cached in float16, rounded to nearest from those float32 results
-    assert_float16_rounding(got_k[rows], rope_reference(k, table, positions, rope_dim, neox))
     # v is only copied, plus the bias in float32: exact without bias, one rounding with it.
-    if bias:
-        assert_float16_rounding(got_v[rows], v, reference_error=1e-7)
-    else:
-        np.testing.assert_array_equal(got_v[rows], v.astype(np.float16))
+    if kv_dtype == np.float32:
+        assert relative_error(got_k[rows], rope_reference(k, table, positions, rope_dim, neox)) < 1e-6
+        np.testing.assert_allclose(got_v[rows], v, rtol=1e-7 if bias else 0, atol=1e-7 if bias else 0)
+    else:  # cached in float16, rounded to nearest from those float32 results
+        assert_float16_rounding(got_k[rows], rope_reference(k, table, positions, rope_dim, neox))
+        if bias:
+            assert_float16_rounding(got_v[rows], v, reference_error=1e-7)
+        else:
+            np.testing.assert_array_equal(got_v[rows], v.astype(np.float16))
     # Every other cache row is left as it was.
     for got, old in ((got_k, old_k), (got_v, old_v)):
         np.testing.assert_array_equal(got[:position], old[:position])

@@ -3,8 +3,9 @@
 tests/data/smollm2_llamacpp.json is written by scripts/make_llamacpp_reference.py (llama-cpp-python,
 run by hand). Two references per prompt:
 - 'f32': llama.cpp on an F32 copy of the GGUF (dequantized with `gguf`), F32 KV cache, prompt in
-  one batch. It matches a float32 forward pass to ~1e-4 in logits, and our float32 engine
-  computes with exactly the same (dequantized) weights, so it is the tight check: greedy tokens
+  one batch. It matches a float32 forward pass to ~1e-4 in logits, and our float32 engine with an
+  F32 cache (kv_cache_dtype="float32") computes with exactly the same (dequantized) weights, so it
+  is the tight check: greedy tokens
   equal until the reference's top1−top2 gap falls under 0.05 nats (below that, float32 rounding
   in another summation order may legitimately flip the argmax), and top-5 log-probabilities
   within 0.02 nats at every compared position.
@@ -12,6 +13,7 @@ run by hand). Two references per prompt:
   it drifts by tenths of a nat; that agreement is reported, with only a loose bound.
 Our GPU decode rounds them too for large 4-bit matrices (kernels/matvec_q4_int8.wgsl); the last
 test forces every matrix of the real model through it and bounds its drift from our float kernels.
+The engine's default float16 KV cache is held to the F32-cache engine the same way.
 """
 
 from __future__ import annotations
@@ -46,15 +48,30 @@ def _compared_positions(variant: dict) -> int:
     return min(low[0] + 1, len(gaps)) if low else len(gaps)
 
 
-@pytest.fixture(scope="module")
-def traces(engine):
-    """Our greedy ids and log-probabilities per prompt, as far as the f32 comparison reaches."""
+def _traces(model) -> dict:
     out = {}
     for name, case in PROMPTS.items():
         n = _compared_positions(case["f32"])
-        ids, logits = greedy_trace(engine.core.model, case["prompt_ids"], n)
+        ids, logits = greedy_trace(model, case["prompt_ids"], n)
         out[name] = (ids, log_softmax(logits))
     return out
+
+
+@pytest.fixture(scope="module")
+def traces(engine):
+    """Greedy ids and log-probabilities per prompt of the engine with an F32 KV cache (as llama.cpp's
+    'f32' run), as far as the f32 comparison reaches."""
+    model = engine.core.model
+    f32_cache = LlamaModel(model.ctx, GGUFModelFile(engine.core.model_path), 1024, model.prefill_chunk_size,
+                           kv_cache_dtype="float32")
+    return _traces(f32_cache)
+
+
+@pytest.fixture(scope="module")
+def default_traces(engine):
+    """The same with the engine as loaded: its float16 KV cache."""
+    assert engine.core.model.kv_cache_dtype == "float16"
+    return _traces(engine.core.model)
 
 
 def test_rendered_prompts_and_token_ids_equal_llamacpp(engine):
@@ -81,6 +98,28 @@ def test_float32_engine_matches_llamacpp_on_the_f32_copy(traces, name):
                 assert ids[i] == reference["greedy_ids"][i], f"{name}: greedy token {i}"
     print(f"{name}: {n} positions compared, max |Δ top-5 logprob| = {worst:.2e} nats")
     assert worst < F32_LOGPROB_BOUND
+
+
+# The float16 cache against the float32 one (lavapipe): greedy tokens equal, top-5 log-probabilities
+# within 6.3e-3-1.7e-2 nats over the 9 prompts; keys stored to 11 significant bits move the scores
+# by ~1e-3 relative. A wrong packing or a half-written row moves them by nats.
+F16_CACHE_DRIFT_BOUND = 0.06  # nats
+
+
+def test_float16_kv_cache_drifts_from_the_float32_cache_by_hundredths_of_a_nat(traces, default_traces):
+    worst = 0.0
+    for name, case in PROMPTS.items():
+        ids_f32, lp_f32 = traces[name]
+        ids_f16, lp_f16 = default_traces[name]
+        gaps = case["f32"]["top1_top2_gap"]
+        agree = next((i for i, (a, b) in enumerate(zip(ids_f32, ids_f16)) if a != b), len(ids_f32))
+        if agree < len(ids_f32):  # a flip is allowed only at a near-tie
+            assert gaps[agree] < 2 * F16_CACHE_DRIFT_BOUND, (name, agree)
+        top5 = np.argsort(lp_f32[: agree + 1], axis=-1)[:, -5:]
+        drift = float(np.abs(np.take_along_axis(lp_f16[: agree + 1], top5, -1) - np.take_along_axis(lp_f32[: agree + 1], top5, -1)).max())
+        print(f"{name}: greedy equal for {agree} of {len(ids_f32)}, top-5 drift {drift:.2e} nats")
+        worst = max(worst, drift)
+    assert worst < F16_CACHE_DRIFT_BOUND
 
 
 def test_agreement_with_llamacpp_on_the_q4_1_file_is_loose(traces):

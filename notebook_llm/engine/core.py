@@ -43,6 +43,9 @@ class ChatOptions:
     # what a chat prompt that does not fit does: raise ContextLengthError, or drop the oldest
     # turns (never the system prompt or the last message) and report it in usage.extra
     context_overflow: Literal["error", "drop_oldest_turns"] = "error"
+    # what keys and values are cached as: float16 (llama.cpp's default: half the memory) or float32
+    # (keys and values kept as computed; see LlamaModel)
+    kv_cache_dtype: Literal["float16", "float32"] = "float16"
 
     def __post_init__(self):
         if self.context_window_size is not None and (not isinstance(self.context_window_size, int) or self.context_window_size < 2):
@@ -58,6 +61,9 @@ class ChatOptions:
             raise InvalidRequestError(
                 f"sliding_window_size is {window!r}; an integer >= 1, -1 (off) or None (the model's own) is allowed",
                 param="sliding_window_size")
+        if self.kv_cache_dtype not in ("float16", "float32"):
+            raise InvalidRequestError(
+                f"kv_cache_dtype is {self.kv_cache_dtype!r}; allowed: 'float16', 'float32'", param="kv_cache_dtype")
         if self.context_overflow not in ("error", "drop_oldest_turns"):
             raise InvalidRequestError(
                 f"context_overflow is {self.context_overflow!r}; allowed: 'error', 'drop_oldest_turns'",
@@ -178,6 +184,7 @@ class EngineCore:
             progress=lambda done, total: report(upload_start + (0.95 - upload_start) * done / total,
                                                 f"Loading layer {done}/{total}"),
             sliding_window_size=self.options.sliding_window_size,
+            kv_cache_dtype=self.options.kv_cache_dtype,
         )
         self.loop = TokenLoop(self.model)
         self.load_seconds = time.perf_counter() - t0

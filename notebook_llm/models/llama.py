@@ -17,8 +17,8 @@ token; sampling is appended by the engine. Everything here is built once at load
 only writes the 16-byte `Step` uniform and replays a dispatch list. Sampling, stopping and
 the generation loop live in `notebook_llm/engine/`; nothing here knows about chat messages.
 
-Activations are float32 row-major [n_tokens, features]; the KV cache is half precision
-[context, n_kv_head, head_dim] per layer (kernels/kv_f16.wgsl), as llama.cpp keeps it. A matrix larger than one storage binding (Gemma 3's
+Activations are float32 row-major [n_tokens, features]; the KV cache is half precision (or float32)
+[context, n_kv_head, head_dim] per layer (kernels/kv_cache.wgsl), as llama.cpp keeps it. A matrix larger than one storage binding (Gemma 3's
 262k-row embedding in int8 codes is 168 MB; lavapipe binds 128 MiB) is uploaded as row blocks,
 each bound by its own dispatch (kernels take the block's row offset).
 """
@@ -37,7 +37,6 @@ from ..loader import architectures as arch
 from ..loader.architectures import ArchitectureConfig
 from ..loader.gguf_file import GGUFModelFile
 from ..loader.repack import PackedWeight, split_rows
-from ..registry import KV_CACHE_ELEMENT_BYTES  # kernels/kv_f16.wgsl
 from .rope import rope_table
 
 MAX_WORKGROUPS = 65535
@@ -49,6 +48,7 @@ MATMUL_WIDE_TILES_MIN_DIM = 768
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
+KV_CACHE_DTYPES = {"float16": 2, "float32": 4}  # kernels/kv_cache.wgsl: bytes a cached value
 TILED_ATTENTION_ROWS = 16  # kernels/attention_tiled.wgsl: (query, head) rows a workgroup
 TILED_ATTENTION_MAX_HEAD_DIM = 128
 TILED_ATTENTION_WORKGROUP_BYTES = 26_112  # its q, key and value tiles and scores (over WebGPU's 16 KiB default)
@@ -185,6 +185,10 @@ class LlamaModel:
     (tests/test_smollm2_llamacpp.py; llama.cpp's own 8-bit activations move them as much).
     False keeps float products everywhere.
     int8_matmul: with int8_matvec, prefill rounds the same matrices' inputs (kernels/matmul_q4_int8.wgsl).
+    kv_cache_dtype: "float16" (default: llama.cpp's default too) or "float32", what keys and values
+    are cached as (kernels/kv_cache.wgsl). float16 halves the cache's memory and what attention
+    reads; on SmolLM2 it moves top-5 log-probabilities by up to ~0.02 nats from an F32-cache run
+    (tests/test_smollm2_llamacpp.py).
     """
 
     def __init__(
@@ -199,8 +203,13 @@ class LlamaModel:
         fused_decode: bool | None = None,
         int8_matvec: bool = True,
         int8_matmul: bool = True,
+        kv_cache_dtype: str = "float16",
     ):
         self.ctx = ctx
+        if kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise ValueError(f"kv_cache_dtype={kv_cache_dtype!r}; allowed: {', '.join(KV_CACHE_DTYPES)}")
+        self.kv_cache_dtype = kv_cache_dtype
+        self.kv_format = {"KV_F32": kv_cache_dtype == "float32"}  # the cache kernels' constant
         self.config: ArchitectureConfig = model_file.config
         cfg = self.config
         if cfg.n_head % cfg.n_kv_head:
@@ -325,7 +334,7 @@ class LlamaModel:
         self.last_norm = c.empty(cfg.dim * f32, label="last_norm")
         self.logits = c.empty(cfg.vocab_size * f32, label="logits")
         self.step = c.uniform(_step_bytes(0, 0), label="step")
-        kv_bytes = self.context_window_size * cfg.n_kv_head * cfg.head_dim * KV_CACHE_ELEMENT_BYTES
+        kv_bytes = self.context_window_size * cfg.n_kv_head * cfg.head_dim * KV_CACHE_DTYPES[self.kv_cache_dtype]
         self.k_cache = [c.empty(kv_bytes, label=f"k_cache.{i}") for i in range(cfg.n_layer)]
         self.v_cache = [c.empty(kv_bytes, label=f"v_cache.{i}") for i in range(cfg.n_layer)]
         def table(base: float, linear_factor: float) -> wgpu.GPUBuffer:
@@ -456,12 +465,13 @@ class LlamaModel:
             kernel, heads, queries, constants = self._unsplit_attention(decode)
             rope_kv_write = [] if self._rope_in_qkv(layer, decode) else [
                 c.dispatch("rope_kv_write", [self.qkv, *epilogue, self.q, *caches, self.rope_params, self.step],
-                           (0, cfg.n_head + cfg.n_kv_head, 1), **switches, **self.row_kernel_workgroup)]
+                           (0, cfg.n_head + cfg.n_kv_head, 1), **switches, **self.row_kernel_workgroup, **self.kv_format)]
             return [*rope_kv_write, c.dispatch(kernel, [self.q, *caches, self.attn, attention_params, self.step],
-                                               (cfg.n_head // heads, 0, 1), tokens_per_workgroup=queries, **constants)]
+                                               (cfg.n_head // heads, 0, 1), tokens_per_workgroup=queries, **constants,
+                                               **self.kv_format)]
         split = c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
                                                *epilogue, self.rope_params],
-                           (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK, **switches)
+                           (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK, **switches, **self.kv_format)
         if self._combine_in_output_projection():
             return [split]
         return [split, c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params,
@@ -484,7 +494,7 @@ class LlamaModel:
             "matvec_broadcast_rope", [b.codes, b.scales, self.x, self.q, self._shape(b.rows, m.cols), layer["attn_norm"],
                                       self.norm_params, self.k_cache[i], self.v_cache[i], rope, self.rope_params, self.step],
             _matvec_workgroups(b.rows, BROADCAST_MATVEC_WORKGROUP * rows_per_thread), weights=b.layout,
-            prologue="rmsnorm", ROWS_PER_THREAD=rows_per_thread)]
+            prologue="rmsnorm", ROWS_PER_THREAD=rows_per_thread, **self.kv_format)]
 
     def _unsplit_attention(self, decode: bool) -> tuple[str, int, int, dict]:
         """The unsplit attention kernel of a phase, its (heads, queries) a workgroup and constants."""
