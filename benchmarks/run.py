@@ -187,6 +187,7 @@ def bench_shape(shape: ModelShape, ctx: GpuContext, args: argparse.Namespace, ba
         "n_params": shape.n_params(), "load_seconds": load_seconds,
         "context_window": model.context_window_size, "prefill_chunk": model.prefill_chunk_size,
         "gpu_weight_bytes": model.weight_bytes, "kv_cache_bytes": model.kv_cache_bytes,
+        "kv_cache_dtype": model.kv_cache_dtype,
         "kv_bytes_per_position": kv_per_position,
         "file_decode_bytes_per_token": shape.decode_bytes_per_token(),  # what llama.cpp reads from the same file
         "prefill": asdict(prefill), "decode": decode,
