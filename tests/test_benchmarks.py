@@ -144,3 +144,29 @@ def test_matmul_sweep_times_float_and_int8_prefill_kernels(ctx, monkeypatch, cap
     assert results["matmul tokens/thread 4"][1] < 1e-5
     assert 1e-5 < results["matmul_q4_int8 tokens/thread 8"][1] < 3e-2
     assert "TFLOPS" in capsys.readouterr().out
+
+
+def test_paired_decode_times_the_peer_and_ours_round_by_round(ctx, tmp_path, rng):
+    """benchmarks/paired_decode.py against a stand-in llama-bench (its flash-attention rows 40 and 50
+    tok/s: the faster is the peer's figure); a failing llama-bench is an error, not a figure."""
+    from benchmarks.paired_decode import llama_bench_decode, paired_rounds
+    from notebook_llm.engine.generation import TokenLoop
+    from notebook_llm.loader.gguf_file import GGUFModelFile
+    from notebook_llm.models.llama import LlamaModel
+
+    from .tiny_llama import write_tiny_llama
+
+    fake = tmp_path / "llama-bench"
+    fake.write_text("#!/bin/sh\necho '[{\"avg_ts\": 40.0, \"flash_attn\": false}, {\"avg_ts\": 50.0, \"flash_attn\": true}]'\n")
+    fake.chmod(0o755)
+    path = write_tiny_llama(tmp_path / "tiny.gguf", seed=int(rng.integers(2**31)))
+    loop = TokenLoop(LlamaModel(ctx, GGUFModelFile(path), context_window_size=64, prefill_chunk_size=16))
+    lines = []
+    results = paired_rounds(loop, str(fake), path, [0, 12], tokens=4, rounds=2, extra=[], fill="assume", log=lines.append)
+    assert [r["depth"] for r in results] == [0, 12] and len(lines) == 4
+    for r in results:
+        assert r["peer"] == [50.0, 50.0] and all(t > 0 for t in r["ours"])
+        assert r["ratios"] == [o / 50.0 for o in r["ours"]] and min(r["ratios"]) <= r["median_ratio"] <= max(r["ratios"])
+    fake.write_text("#!/bin/sh\necho 'no such model' >&2\nexit 3\n")
+    with pytest.raises(RuntimeError, match="llama-bench failed"):
+        llama_bench_decode(str(fake), path, 4, 0, [])
