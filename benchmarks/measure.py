@@ -147,16 +147,23 @@ def decode_step(loop: TokenLoop) -> list[Dispatch]:
     return loop.model.decode_graph + loop.sampler.dispatches(False)
 
 
-def step_split(loop: TokenLoop, position: int, steps: int = 30) -> StepSplit:
-    """CPU time to record and submit one decode step, and the GPU time of its pass, step by step
-    (each waits for the last: no overlap, unlike the loop)."""
-    model, ctx = loop.model, loop.model.ctx
-    graph = decode_step(loop)
+@dataclass(frozen=True)
+class _SubmissionTimes:
+    encode_us: float  # median: command encoder to finish()
+    submit_us: float  # median: queue.submit alone
+    wall_us: float  # median: queue.submit to the sampled token in hand
+    gpu_us: float | None  # median GPU time of the one compute pass (timestamps); None without
+
+
+def _time_submissions(loop: TokenLoop, graph: list[Dispatch], write_step, repeats: int) -> _SubmissionTimes:
+    """`graph` (ending with the sampler) recorded into one pass, submitted and its token read back,
+    `repeats` times, each waiting for the last (no overlap, unlike the loop)."""
+    ctx = loop.model.ctx
     staging = ctx.device.create_buffer(size=4, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
     timer = PassTimer(ctx) if ctx.gpu.has_timestamps else None
-    encode_us, submit_us, gpu_us = [], [], []
-    for _ in range(steps):
-        model.write_step(1, position, 0, 0.0)
+    encode_us, submit_us, wall_us, gpu_us = [], [], [], []
+    for _ in range(repeats):
+        write_step()
         t0 = time.perf_counter()
         encoder = ctx.device.create_command_encoder()
         ctx.encode(encoder, graph, timer.timestamp_writes() if timer else None)
@@ -168,45 +175,34 @@ def step_split(loop: TokenLoop, position: int, steps: int = 30) -> StepSplit:
         ctx.queue.submit([command_buffer])
         t2 = time.perf_counter()
         staging.map_sync(wgpu.MapMode.READ, 0, 4)
+        t3 = time.perf_counter()
         staging.unmap()
         if timer:
             gpu_us.append(timer.read_ns() / 1e3)
         encode_us.append((t1 - t0) * 1e6)
         submit_us.append((t2 - t1) * 1e6)
-    return StepSplit(position, len(graph), statistics.median(encode_us), statistics.median(submit_us),
-                     statistics.median(gpu_us) if gpu_us else None, steps)
+        wall_us.append((t3 - t1) * 1e6)
+    return _SubmissionTimes(statistics.median(encode_us), statistics.median(submit_us), statistics.median(wall_us),
+                            statistics.median(gpu_us) if gpu_us else None)
+
+
+def step_split(loop: TokenLoop, position: int, steps: int = 30) -> StepSplit:
+    """CPU time to record and submit one decode step, and the GPU time of its pass, step by step
+    (each waits for the last: no overlap, unlike the loop)."""
+    graph = decode_step(loop)
+    times = _time_submissions(loop, graph, lambda: loop.model.write_step(1, position, 0, 0.0), steps)
+    return StepSplit(position, len(graph), times.encode_us, times.submit_us, times.gpu_us, steps)
 
 
 def prefill_split(loop: TokenLoop, n_tokens: int, repeats: int = 5) -> PrefillSplit:
     """One prefill chunk of `n_tokens` from position 0 with its first token sampled, recorded and
     submitted by hand: CPU recording, submit-to-token wall time, and the GPU time of its one pass
     (what the generation's prefill time is made of, apart from the Python around it)."""
-    model, ctx = loop.model, loop.model.ctx
+    model = loop.model
     graph = model.prefill_graph(n_tokens) + loop.sampler.dispatches(False)
-    staging = ctx.device.create_buffer(size=4, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
-    timer = PassTimer(ctx) if ctx.gpu.has_timestamps else None
-    ctx.queue.write_buffer(model.tokens, 0, np.zeros(n_tokens, np.uint32).tobytes())
-    encode_us, wall_us, gpu_us = [], [], []
-    for _ in range(repeats):
-        model.write_step(n_tokens, 0, 0, 0.0)
-        t0 = time.perf_counter()
-        encoder = ctx.device.create_command_encoder()
-        ctx.encode(encoder, graph, timer.timestamp_writes() if timer else None)
-        encoder.copy_buffer_to_buffer(loop.sampler.result, 0, staging, 0, 4)
-        if timer:
-            timer.resolve(encoder)
-        command_buffer = encoder.finish()
-        t1 = time.perf_counter()
-        ctx.queue.submit([command_buffer])
-        staging.map_sync(wgpu.MapMode.READ, 0, 4)
-        t2 = time.perf_counter()
-        staging.unmap()
-        if timer:
-            gpu_us.append(timer.read_ns() / 1e3)
-        encode_us.append((t1 - t0) * 1e6)
-        wall_us.append((t2 - t1) * 1e6)
-    return PrefillSplit(n_tokens, len(graph), statistics.median(encode_us), statistics.median(wall_us),
-                        statistics.median(gpu_us) if gpu_us else None, repeats)
+    model.ctx.queue.write_buffer(model.tokens, 0, np.zeros(n_tokens, np.uint32).tobytes())
+    times = _time_submissions(loop, graph, lambda: model.write_step(n_tokens, 0, 0, 0.0), repeats)
+    return PrefillSplit(n_tokens, len(graph), times.encode_us, times.wall_us, times.gpu_us, repeats)
 
 
 def _step_labels(loop: TokenLoop) -> list[str]:
