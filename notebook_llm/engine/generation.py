@@ -4,8 +4,8 @@ Pipelined mode (the default): decode step t+1 is submitted before step t's token
 GPU sampler writes each token into the `tokens` buffer that the next step's embedding reads, and
 its result record (token, logprob, top logprobs) into one of two mappable staging buffers that
 the CPU reads one step behind (`gpu.readback.QueueReader`: the read waits for its own submission,
-not for the step queued after it). The steps' command buffers are recorded ahead on a worker
-thread (`recording.StepRecorder`). Nothing is allocated per token but those command buffers.
+not for the step queued after it). The steps' command buffers are recorded ahead on worker
+threads (`recording.StepRecorder`). Nothing is allocated per token but those command buffers.
 
 Lock-step mode (a grammar or a CPU logit processor is active): the next token's mask or the
 processed logits depend on the token just read, so each step waits for the previous one (with a
@@ -69,7 +69,7 @@ class GenerationStats:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     decode_steps: int = 0  # tokens sampled by decode steps (the first comes from prefill)
-    encode_seconds: float = 0.0  # CPU time spent recording decode steps
+    encode_seconds: float = 0.0  # CPU time recording decode steps (worker threads) and submitting them
     finish_reason: str = "length"
     started: float = field(default_factory=time.perf_counter)
 
