@@ -63,3 +63,34 @@ def test_wgpu_py_fallback_maps_with_read_nosync_and_plain_read_where_refused():
 
     assert readback._map_with_wgpu_py(OldStaging(), 4) == "promise"
     assert modes == ["READ_NOSYNC", wgpu.MapMode.READ]
+
+
+def test_a_read_interrupted_while_waiting_leaves_the_buffer_readable(ctx, rng, monkeypatch):
+    """A KeyboardInterrupt (a notebook's interrupt) inside the wait: the pending map is cancelled and
+    the buffer unmapped, so the next read of it gives the next submission's bytes."""
+    reader = QueueReader(ctx.device)
+    if not reader.native:
+        pytest.skip("wgpu-native's C functions are not at hand")
+
+    class InterruptOnce:
+        def __init__(self, lib):
+            self.lib, self.armed = lib, True
+
+        def __getattr__(self, name):
+            if name == "wgpuDevicePoll" and self.armed:
+                self.armed = False
+
+                def interrupted(*args):
+                    raise KeyboardInterrupt
+                return interrupted
+            return getattr(self.lib, name)
+
+    words = [rng.integers(0, 2**32, size=8, dtype=np.uint32) for _ in range(2)]
+    staging = ctx.device.create_buffer(size=32, usage=MAP_READ)
+    first = _copy_submission(ctx, reader, ctx.buffer(words[0]), staging, 32)
+    pending = reader.request(staging, 32, first)
+    monkeypatch.setattr(readback, "_lib", InterruptOnce(readback._lib))
+    with pytest.raises(KeyboardInterrupt):
+        reader.finish(pending)
+    second = _copy_submission(ctx, reader, ctx.buffer(words[1]), staging, 32)
+    assert np.array_equal(np.frombuffer(reader.read(staging, 32, second), np.uint32), words[1])

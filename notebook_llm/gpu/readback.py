@@ -44,15 +44,16 @@ class QueueReader:
         self.native = USE_NATIVE if native is None else (native and _NATIVE)
         self._pending = False
         if self.native:
-            self._status: list[int] = []  # the map callback's result, one entry per map
+            self._statuses: dict[int, int] = {}  # request id -> the map callback's status
+            self._last_request = 0
             self._callback = _ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)", self._on_mapped)
             self._callback_info = _ffi.new("WGPUBufferMapCallbackInfo *")
             self._callback_info.mode = _lib.WGPUCallbackMode_AllowProcessEvents
             self._callback_info.callback = self._callback
             self._index = _ffi.new("WGPUSubmissionIndex *")
 
-    def _on_mapped(self, status, _message, _userdata1, _userdata2) -> None:
-        self._status.append(int(status))
+    def _on_mapped(self, status, _message, request, _userdata2) -> None:
+        self._statuses[int(_ffi.cast("uintptr_t", request))] = int(status)
 
     def submit(self, command_buffer: wgpu.GPUCommandBuffer) -> int:
         """Submit; returns the submission's index (0 on the fallback path: read waits for all)."""
@@ -70,33 +71,41 @@ class QueueReader:
         self._pending = True
         if not self.native:
             return PendingRead(buffer, nbytes, submission, _map_with_wgpu_py(buffer, nbytes))
-        self._status.clear()
+        self._last_request += 1
+        self._statuses.clear()  # late callbacks of maps an interruption cancelled
+        self._callback_info.userdata1 = _ffi.cast("void *", self._last_request)
         _lib.wgpuBufferMapAsync(buffer._internal, _lib.WGPUMapMode_Read, 0, nbytes, self._callback_info[0])
-        return PendingRead(buffer, nbytes, submission, None)
+        return PendingRead(buffer, nbytes, submission, None, self._last_request)
 
     def finish(self, pending: "PendingRead") -> bytes:
         """Wait for `pending`'s submission (only that one: work submitted after it runs on), copy
-        the bytes out and unmap."""
+        the bytes out and unmap. Whatever interrupts it (KeyboardInterrupt included), the buffer is
+        left unmapped, a map still pending cancelled, so the next read of it works."""
         buffer, nbytes = pending.buffer, pending.nbytes
-        try:
-            if pending.promise is not None:
+        if pending.promise is not None:
+            try:
                 pending.promise.sync_wait()
                 try:
                     return bytes(buffer.read_mapped(0, nbytes, copy=False))
                 finally:
                     buffer.unmap()
+            finally:
+                self._pending = False
+        mapped = True  # mapped or pending: a failed map leaves the buffer unmapped
+        try:
             device = self.device._internal
             self._index[0] = pending.submission
             _lib.wgpuDevicePoll(device, True, self._index)
-            while not self._status:  # another thread's poll got there first, or triage lags
+            while pending.request not in self._statuses:  # another thread's poll got there first, or triage lags
                 _lib.wgpuDevicePoll(device, True, _ffi.NULL)
-            if self._status[0] != _lib.WGPUMapAsyncStatus_Success:
-                raise RuntimeError(f"could not map the readback buffer (status {self._status[0]})")
-            try:
-                return bytes(_ffi.buffer(_lib.wgpuBufferGetConstMappedRange(buffer._internal, 0, nbytes), nbytes))
-            finally:
-                _lib.wgpuBufferUnmap(buffer._internal)
+            status = self._statuses.pop(pending.request)
+            if status != _lib.WGPUMapAsyncStatus_Success:
+                mapped = False
+                raise RuntimeError(f"could not map the readback buffer (status {status})")
+            return bytes(_ffi.buffer(_lib.wgpuBufferGetConstMappedRange(buffer._internal, 0, nbytes), nbytes))
         finally:
+            if mapped:
+                _lib.wgpuBufferUnmap(buffer._internal)
             self._pending = False
 
     def read(self, buffer: wgpu.GPUBuffer, nbytes: int, submission: int) -> bytes:
@@ -109,6 +118,7 @@ class PendingRead:
     nbytes: int
     submission: int
     promise: object  # wgpu-py's map promise on the fallback path, else None
+    request: int = 0  # the wgpu-native path's request id (its map callback's userdata)
 
 
 def _map_with_wgpu_py(buffer: wgpu.GPUBuffer, nbytes: int):
