@@ -54,6 +54,9 @@ CPU_ADAPTER_BUDGET_MB = 256  # lavapipe: a 1B model's decode takes seconds per t
 LAYOUT_OVERHEAD = 1.15  # GPU layouts vs file bytes (q4g32 keeps 4 bytes of scale and min per 32 weights, Q4_0 2)
 
 
+WARMUP_SECONDS = 1.0  # of prefills before they are timed (GPU clocks rise under sustained load)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", default="A,B,C,D", help=f"comma-separated, of: {', '.join(SHAPES)}")
@@ -159,7 +162,12 @@ def bench_shape(shape: ModelShape, ctx: GpuContext, args: argparse.Namespace, ba
     rng = np.random.default_rng(args.seed)  # no stop ids are set, so any token ids will do
     ids = rng.integers(0, model.config.vocab_size, size=max(args.prompt_tokens, max(args.depth_list), 1)).tolist()
 
-    measure.run_generation(loop, ids[: args.prompt_tokens], 2)  # warm-up: first use of each graph size
+    # warm-up: the first use of each graph size, then prefills for a second: an idle H100 (345 MHz)
+    # ran the first prefills after a load at a quarter of their later speed (B: 100, 72, then 25 ms)
+    warm_until = time.perf_counter() + WARMUP_SECONDS
+    measure.run_generation(loop, ids[: args.prompt_tokens], 2)
+    while time.perf_counter() < warm_until:
+        measure.run_generation(loop, ids[: args.prompt_tokens], 1)
     prefill = measure.measure_prefill(loop, ids[: args.prompt_tokens], args.repeats)
     log(f"  prefill pp{args.prompt_tokens}: {prefill.tokens_per_s:.1f} tok/s, first token after {prefill.ttft_ms:.1f} ms")
     weights, kv_per_position = measure.decode_weight_bytes(model), measure.kv_bytes_per_position(model)
