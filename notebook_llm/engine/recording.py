@@ -24,7 +24,8 @@ import wgpu
 # 0 records each step when it is taken (on the worker still; for A/Bs).
 STEPS_AHEAD = 2
 # Worker threads: with two, two steps record at once (wgpu-native's encoders are independent and
-# its calls release the GIL), so a recording slower than the GPU's step still keeps up.
+# its calls release the GIL), so a recording slower than the GPU's step still keeps up (on the H100
+# host one thread kept up too: decode alike with 1 and 2).
 RECORDER_THREADS = 2
 
 

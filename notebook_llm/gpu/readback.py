@@ -4,7 +4,9 @@ wgpu-py maps a buffer through its poll thread, which blocks in `wgpuDevicePoll(w
 *every* submitted command buffer is done, and wgpu 29 holds the device's fence lock through that
 wait, which `queue.submit` also needs (gfx-rs/wgpu#9470, fixed after wgpu 29). So while the token
 of step t was being read, the submit of step t+1 (recorded meanwhile) waited for step t to finish:
-the GPU went idle for a submit, a wake-up and the Python in between, every token.
+the GPU went idle for a submit, a wake-up and the Python in between, every token. Same H100, this
+path against wgpu-py's: decode 716-794 -> 1,038-1,047 tok/s (SmolLM2 shape), 797-822 -> 1,072-1,075
+(Llama-3.2-1B shape) (benchmarks/results/2026-12-07-nvidia-h100-s8-readback-ab.txt).
 
 `QueueReader` submits with `wgpuQueueSubmitForIndex` and waits on the calling thread for one
 submission's index only, with a map callback of its own, so no other thread holds the lock and a
