@@ -63,8 +63,10 @@ LOW_RESOURCE_MB = 2048.0
 # --------------------------------------------------------------------------------------------
 
 
-# Keys and values are cached in float16 whatever the weights (kernels/kv_cache.wgsl; LlamaModel's default).
-KV_CACHE_ELEMENT_BYTES = 2
+# What keys and values can be cached as, and their bytes (kernels/kv_cache.wgsl): float16 by default
+# whatever the weights (ChatOptions.kv_cache_dtype, LlamaModel); estimates assume the default.
+KV_CACHE_DTYPES = MappingProxyType({"float16": 2, "float32": 4})
+KV_CACHE_DEFAULT_DTYPE = "float16"
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ def estimate_vram_mb(architecture: Architecture, quantization: str, context_wind
     else:
         weights = weight_bytes
     kv_cache = 2 * architecture.n_layer * context_window_size * architecture.n_kv_head \
-        * architecture.head_dim * KV_CACHE_ELEMENT_BYTES
+        * architecture.head_dim * KV_CACHE_DTYPES[KV_CACHE_DEFAULT_DTYPE]
     activations = (prefill_chunk_size * (architecture.dim + 2 * architecture.ffn) + architecture.vocab) * 4
     return math.ceil((weights + kv_cache + activations) / MB * 100) / 100  # never below the bytes
 

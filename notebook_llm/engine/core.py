@@ -25,7 +25,7 @@ from ..loader.model_files import ModelFileType, open_model_file
 from ..loader.models_offline import default_model_path
 from ..models.llama import LlamaModel
 from ..progress import InitProgressReport, ProgressCallback
-from ..registry import DEFAULT_MODEL_ID, AppConfig, ModelRecord, check_can_run, find_model
+from ..registry import DEFAULT_MODEL_ID, KV_CACHE_DTYPES, AppConfig, ModelRecord, check_can_run, find_model
 from .generation import GenerationConfig, GenerationStats, TokenConstraint, TokenLoop
 from .sampler import SampledToken
 
@@ -61,9 +61,9 @@ class ChatOptions:
             raise InvalidRequestError(
                 f"sliding_window_size is {window!r}; an integer >= 1, -1 (off) or None (the model's own) is allowed",
                 param="sliding_window_size")
-        if self.kv_cache_dtype not in ("float16", "float32"):
-            raise InvalidRequestError(
-                f"kv_cache_dtype is {self.kv_cache_dtype!r}; allowed: 'float16', 'float32'", param="kv_cache_dtype")
+        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise InvalidRequestError(f"kv_cache_dtype is {self.kv_cache_dtype!r}; allowed: "
+                                      f"{', '.join(map(repr, KV_CACHE_DTYPES))}", param="kv_cache_dtype")
         if self.context_overflow not in ("error", "drop_oldest_turns"):
             raise InvalidRequestError(
                 f"context_overflow is {self.context_overflow!r}; allowed: 'error', 'drop_oldest_turns'",

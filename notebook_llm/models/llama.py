@@ -37,6 +37,7 @@ from ..loader import architectures as arch
 from ..loader.architectures import ArchitectureConfig
 from ..loader.gguf_file import GGUFModelFile
 from ..loader.repack import PackedWeight, split_rows
+from ..registry import KV_CACHE_DEFAULT_DTYPE, KV_CACHE_DTYPES
 from .rope import rope_table
 
 MAX_WORKGROUPS = 65535
@@ -48,7 +49,6 @@ MATMUL_WIDE_TILES_MIN_DIM = 768
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
-KV_CACHE_DTYPES = {"float16": 2, "float32": 4}  # kernels/kv_cache.wgsl: bytes a cached value
 TILED_ATTENTION_ROWS = 16  # kernels/attention_tiled.wgsl: (query, head) rows a workgroup
 TILED_ATTENTION_MAX_HEAD_DIM = 128
 TILED_ATTENTION_WORKGROUP_BYTES = 26_112  # its q, key and value tiles and scores (over WebGPU's 16 KiB default)
@@ -203,7 +203,7 @@ class LlamaModel:
         fused_decode: bool | None = None,
         int8_matvec: bool = True,
         int8_matmul: bool = True,
-        kv_cache_dtype: str = "float16",
+        kv_cache_dtype: str = KV_CACHE_DEFAULT_DTYPE,
     ):
         self.ctx = ctx
         if kv_cache_dtype not in KV_CACHE_DTYPES:
