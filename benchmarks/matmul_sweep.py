@@ -1,6 +1,6 @@
 """Prefill matmul sweep: kernels/matmul.wgsl (float) against quantize_int8.wgsl + matmul_q4_int8.wgsl
-(int8 dot products) with each TOKENS_PER_THREAD, on random q4g32 matrices of the benchmark shapes'
-sizes times a 512-token chunk.
+(int8 dot products) with each TOKENS_PER_THREAD and ROW_LANES, on random q4g32
+matrices of the benchmark shapes' sizes times a 512-token chunk.
 
     python -m benchmarks.matmul_sweep [shape letters, e.g. B,C] [tokens, default 512]
 
@@ -20,7 +20,8 @@ from benchmarks.matvec_sweep import SHAPES, random_q4g32
 from notebook_llm.gpu.compute import GpuContext
 
 MORE_SHAPES = {"B.o": (2048, 2048), "D.qkv": (1152, 896), "D.gate_up": (9728, 896), "D.down": (896, 4864)}
-CONFIGS = [("matmul", 4), ("matmul", 2), ("matmul_q4_int8", 8), ("matmul_q4_int8", 4)]
+# (kernel, tokens a thread, other pipeline constants)
+CONFIGS = [("matmul", 4, {})] + [("matmul_q4_int8", t, {"ROW_LANES": r}) for t in (8, 4) for r in (32, 16)]
 REPEATS = 20  # matmuls a timed pass
 
 
@@ -35,18 +36,19 @@ def sweep_shape(ctx, rng, name, rows, cols, n_tokens):
     step = ctx.uniform(np.array([n_tokens, 0, 0, 0], np.uint32))
     quantize = ctx.dispatch("quantize_int8", [x_buffer, x_codes, x_scales, shape, step], (-(-cols // 2048), n_tokens, 1))
     runs = {}
-    for kernel, tokens_per_thread in CONFIGS:
+    for kernel, tokens_per_thread, constants in CONFIGS:
+        key = (kernel, tokens_per_thread, tuple(sorted(constants.items())))
         if kernel == "matmul":
             d = ctx.dispatch(kernel, [codes_buffer, scales_buffer, x_buffer, y, shape, step],
                              (-(-rows // 64), -(-n_tokens // (16 * tokens_per_thread)), 1), weights="q4g32",
                              TOKENS_PER_THREAD=tokens_per_thread)
-            runs[(kernel, tokens_per_thread)] = [d]
+            runs[key] = [d]
         else:
             d = ctx.dispatch(kernel, [codes_buffer, scales_buffer, x_codes, x_scales, y, shape, step],
-                             (-(-rows // 128), -(-n_tokens // (8 * tokens_per_thread)), 1), weights="q4g32",
-                             TOKENS_PER_THREAD=tokens_per_thread)
-            runs[(kernel, tokens_per_thread)] = [quantize, d]
-    runs[("quantize_int8", 0)] = [quantize]
+                             (-(-rows // (4 * constants["ROW_LANES"])), -(-n_tokens // (8 * tokens_per_thread)), 1),
+                             weights="q4g32", TOKENS_PER_THREAD=tokens_per_thread, **constants)
+            runs[key] = [quantize, d]
+    runs[("quantize_int8", 0, ())] = [quantize]
     best = {}
     for round_ in range(4):  # round 0 warms the clocks up and is not kept
         for key, dispatches in runs.items():
@@ -58,10 +60,11 @@ def sweep_shape(ctx, rng, name, rows, cols, n_tokens):
     flops = 2 * rows * cols * n_tokens
     print(f"\n{name} [{rows}, {cols}] x {n_tokens} tokens", flush=True)
     results = {}
-    for (kernel, tokens_per_thread), (seconds, error) in sorted(best.items(), key=lambda kv: kv[1]):
-        label = kernel if kernel == "quantize_int8" else f"{kernel} tokens/thread {tokens_per_thread}"
+    for (kernel, tokens_per_thread, constants), (seconds, error) in sorted(best.items(), key=lambda kv: kv[1]):
+        label = kernel if kernel == "quantize_int8" else " ".join(
+            [f"{kernel} tokens/thread {tokens_per_thread}"] + [f"{k}={v}" for k, v in constants])
         figures = "" if kernel == "quantize_int8" else f"  {flops / seconds / 1e12:6.1f} TFLOPS  max rel. error {error:.1e}"
-        print(f"  {label:34s} {seconds * 1e6:9.1f} µs{figures}", flush=True)
+        print(f"  {label:50s} {seconds * 1e6:9.1f} µs{figures}", flush=True)
         results[label] = (seconds, error)
     return results
 

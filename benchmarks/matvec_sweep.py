@@ -2,7 +2,10 @@
 (THREADS_PER_ROW, ROWS_PER_THREAD), and on CPU adapters matvec_broadcast.wgsl (one thread a row),
 on random q4g32 matrices of the benchmark shapes' sizes.
 
-    python -m benchmarks.matvec_sweep [MiB of copies per shape, default 600] [shape letters, e.g. A,C]
+    python -m benchmarks.matvec_sweep [MiB of copies per shape, default 600] [shape letters, e.g. A,C] [kernels]
+
+`kernels` (comma-separated, default matvec,matvec_q4_int8) may name a copy of a kernel put into
+kernels/ under another name, to time two versions side by side.
 
 Each configuration runs in one compute pass of many dispatches over rotating copies of the matrix
 (more bytes than the GPU's L2, as a decode step reads every matrix once), timed by timestamps,
@@ -25,8 +28,7 @@ from notebook_llm.gpu.compute import GpuContext
 SHAPES = {"C.qkv": (6144, 4096), "C.o": (4096, 4096), "C.gate_up": (28672, 4096), "C.down": (4096, 14336),
           "B.qkv": (3072, 2048), "B.gate_up": (16384, 2048), "B.down": (2048, 8192),
           "A.qkv": (960, 576), "A.gate_up": (3072, 576), "A.down": (576, 1536)}
-GPU_CONFIGS = [("matvec", t, r) for t in (32, 16) for r in (1, 2, 4)] + [
-    ("matvec_q4_int8", t, r) for t in (32, 16, 8) for r in (1, 2, 4)]
+GPU_THREADS_PER_ROW = {"matvec": (32, 16), "matvec_q4_int8": (32, 16, 8)}  # others: the int8 kernel's
 CPU_CONFIGS = [("matvec", 4, r) for r in (1, 2, 4)] + [("matvec_q4_int8", t, r) for t in (4, 2) for r in (2, 4)] + [
     ("matvec_broadcast", 1, r) for r in (1, 2, 4, 8)]
 ALIGN = 256  # storage-buffer offset alignment
@@ -115,7 +117,9 @@ def main(argv):
     letters = argv[1].split(",") if len(argv) > 1 else None
     ctx = GpuContext.create()
     print(ctx.gpu.adapter.description, "with subgroups" if ctx.gpu.has_subgroups else "without subgroups", flush=True)
-    configs = CPU_CONFIGS if ctx.gpu.adapter.is_cpu else GPU_CONFIGS
+    kernels = argv[2].split(",") if len(argv) > 2 else list(GPU_THREADS_PER_ROW)
+    configs = CPU_CONFIGS if ctx.gpu.adapter.is_cpu else [
+        (k, t, r) for k in kernels for t in GPU_THREADS_PER_ROW.get(k, (32, 16, 8)) for r in (1, 2, 4)]
     rng = np.random.default_rng(1)
     for name, (rows, cols) in SHAPES.items():
         if letters is None or name.split(".")[0] in letters:

@@ -193,10 +193,12 @@ def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, atte
 
 
 def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
-                        chunk: int = 256, projection: PackedWeight | None = None, new_kv=None) -> np.ndarray:
+                        chunk: int = 256, projection: PackedWeight | None = None, new_kv=None,
+                        projection_kernel: str = "matvec") -> np.ndarray:
     """One decode token through the two kernels the decode graph uses, or with `projection`, the
     split kernel and the output projection that merges the chunks in its input prologue
-    (matvec.wgsl with input_attention_combine.wgsl), returning W · out. Key and value `position`
+    (`projection_kernel`, matvec.wgsl or matvec_q4_int8.wgsl, with input_attention_combine.wgsl),
+    returning W · out. Key and value `position`
     come in the QKV projection's output (with an identity rotary table, so q and k pass unchanged:
     the epilogue's bias, norms and rotation are tested through the model in
     tests/test_architectures.py) and the cache row `position` holds NaN: the split kernel must use
@@ -233,10 +235,12 @@ def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, w
         y = ctx.empty(projection.rows * 4)
         ctx.fill(y)
         shape = ctx.uniform(np.array([projection.rows, projection.cols, 0, 0], np.uint32))
+        rows_per_thread = 4 if projection_kernel == "matvec_q4_int8" else 1
         ctx.run([split, ctx.dispatch(
-            "matvec", [ctx.buffer(projection.codes), ctx.buffer(projection.scales), partials, y, shape, params, chunks, step],
-            (-(-projection.rows // 8), 1), weights=projection.layout, prologue="attention_combine",
-            THREADS_PER_ROW=32, ROWS_PER_THREAD=1, CHUNK=chunk)])
+            projection_kernel, [ctx.buffer(projection.codes), ctx.buffer(projection.scales), partials, y, shape, params,
+                                chunks, step],
+            (-(-projection.rows // (8 * rows_per_thread)), 1), weights=projection.layout, prologue="attention_combine",
+            THREADS_PER_ROW=32, ROWS_PER_THREAD=rows_per_thread, CHUNK=chunk)])
         return ctx.read(y, np.float32, projection.rows)
     ctx.run([split, ctx.dispatch("attention_combine", [partials, out, params, chunks, step], (n_head, 1), CHUNK=chunk)])
     for cache, written in ((k_cache, k_buffer), (v_cache, v_buffer)):
@@ -282,6 +286,23 @@ def test_output_projection_merges_the_split_chunks(ctx, rng, position, n_head, n
     out = run_split_attention(ctx, q, k_cache, v_cache, position, scale, window, chunk, projection=w)
     ref = dequantize(w).astype(np.float64) @ attention_reference(q, k_cache, v_cache, position, scale, window).ravel()
     assert relative_error(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("position, chunk", [(0, 256), (1000, 64)])
+def test_int8_output_projection_merges_the_split_chunks(ctx, rng, position, chunk):
+    """The merge in matvec_q4_int8.wgsl's prologue (large models' output projections): W · attention
+    for a Q4_0 W, within the bound of rounding the merged input to int8 per 32 columns."""
+    n_head, n_kv_head, head_dim = 8, 2, 128
+    q, k_cache, v_cache = random_case(rng, 1, position, n_head, n_kv_head, head_dim, q_scale=2.0)
+    scale = 1.0 / np.sqrt(head_dim)
+    w = random_weight(rng, QT.Q4_0, 70, n_head * head_dim)
+    out = run_split_attention(ctx, q, k_cache, v_cache, position, scale, 0, chunk, projection=w,
+                              projection_kernel="matvec_q4_int8")
+    attention = attention_reference(q, k_cache, v_cache, position, scale, 0).ravel()
+    deq = dequantize(w).astype(np.float64)
+    step = np.abs(attention).reshape(-1, 32).max(axis=1) / 127  # the int8 step of each group
+    rounding = np.abs(deq).reshape(w.rows, -1, 32).sum(axis=2) @ step / 2
+    assert np.all(np.abs(out - deq @ attention) <= rounding + 1e-4 * (np.abs(deq) @ np.abs(attention)))
 
 
 def test_split_attention_chunks_with_far_apart_maxima(ctx, rng):

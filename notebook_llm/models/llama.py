@@ -83,8 +83,10 @@ INT8_MATVEC_TARGET_WORKGROUPS = 192
 # per 32 columns once, then kernels/matmul_q4_int8.wgsl multiplies four weights by four inputs a
 # dp4a, as llama.cpp's CUDA backend (MMQ) rounds prefill activations to 8 bits: matmul.wgsl was
 # compute-bound in float FMAs and weight unpacking. A workgroup: 128 rows × 8 · TOKENS_PER_THREAD tokens.
-INT8_MATMUL_TILE_ROWS = 128
 INT8_MATMUL_TOKENS_PER_THREAD = 8
+# Matrices of fewer rows take 16 lanes a row (workgroups of 64 rows, 128 invocations) instead of 32
+# (128 rows, 256): twice the workgroups, so a few thousand rows still spread evenly over a big GPU.
+INT8_MATMUL_NARROW_BELOW_ROWS = 8192
 INT8_QUANTIZE_WORKGROUP = 64  # kernels/quantize_int8.wgsl: groups of 32 columns a workgroup
 # The FFN middle is recomputed by every lane of matvec.wgsl that reads the input: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
@@ -97,8 +99,11 @@ FUSED_FFN_MAX_WEIGHTS = 8 * 2**20
 # A/B on an H100 (run.py, 64-token prompt, decode tok/s, three rounds each): SmolLM2's [576, 576]
 # gains with it at depth 0 (median 732 vs 593) and ties at 1024 (623 vs 625); Qwen2.5-0.5B's
 # [896, 896] loses at depth 1024 (424-515 vs 569-613); Llama-3.2-1B's [2048, 2048] loses at 1024
-# too (608-611 vs 610-750). So only output projections up to this many weights take it.
+# too (608-611 vs 610-750). So only output projections up to this many weights take it, and those
+# that decode through matvec_q4_int8.wgsl, which stages (so merges) its input once per workgroup
+# where matvec.wgsl merges it in every lane that reads it.
 FUSED_COMBINE_MAX_WEIGHTS = 2**19
+FUSED_COMBINE_INT8 = True
 # CPU drivers (lavapipe) with subgroups take kernels/matvec_broadcast.wgsl for decode: a lane a row,
 # the input shared through subgroup broadcasts, 16 lanes a workgroup, 4 rows a lane. lavapipe on 2
 # cores, SmolLM2's [3072, 576] FFN up: 1315 µs with matvec.wgsl as the model ran it (4 lanes a
@@ -433,16 +438,18 @@ class LlamaModel:
 
     def _int8_matmul(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, accumulate: bool) -> list[Dispatch]:
         """Prefill's y (+)= x · Wᵀ for a 4-bit W: x rounded to int8 once, then one dispatch a row block."""
-        c, tile_tokens = self.ctx, 8 * INT8_MATMUL_TOKENS_PER_THREAD
+        c = self.ctx
         quantized = [self.x_int8_codes, self.x_int8_scales]
         dispatches = [c.dispatch("quantize_int8", [x, *quantized, self._shape(m.rows, m.cols), self.step],
                                  (-(-m.cols // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1))]
         for b in m.blocks:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
+            row_lanes = 16 if b.rows < INT8_MATMUL_NARROW_BELOW_ROWS else 32
             dispatches.append(c.dispatch(
                 "matmul_q4_int8", [b.codes, b.scales, *quantized, y, shape, self.step],
-                (-(-b.rows // INT8_MATMUL_TILE_ROWS), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
-                TOKENS_PER_THREAD=INT8_MATMUL_TOKENS_PER_THREAD, tokens_per_workgroup=tile_tokens))
+                (-(-b.rows // (4 * row_lanes)), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
+                TOKENS_PER_THREAD=INT8_MATMUL_TOKENS_PER_THREAD, ROW_LANES=row_lanes,
+                tokens_per_workgroup=8 * INT8_MATMUL_TOKENS_PER_THREAD))
         return dispatches
 
     def _embed(self) -> list[Dispatch]:
@@ -509,8 +516,13 @@ class LlamaModel:
         return "attention", 1, 1, {}
 
     def _combine_in_output_projection(self) -> bool:
-        """GPU decode of small models: the output projection merges the attention chunks itself."""
-        return self.fused_decode and self.config.dim * self.config.q_dim <= FUSED_COMBINE_MAX_WEIGHTS
+        """GPU decode of small models, and of models whose output projection takes the int8 matvec:
+        the output projection merges the attention chunks itself."""
+        if not self.fused_decode:
+            return False
+        o = self.layers[0]["attn_output"]
+        return (self.config.dim * self.config.q_dim <= FUSED_COMBINE_MAX_WEIGHTS
+                or FUSED_COMBINE_INT8 and all(self._int8_block(b, o.cols) for b in o.blocks))
 
     def _attention_output(self, layer: dict, attention_params: wgpu.GPUBuffer, decode: bool) -> list[Dispatch]:
         """residual (+)= attn · W_oᵀ, attn merged from the split chunks inside it where that is fused."""
