@@ -13,6 +13,7 @@ import pytest
 from gguf import GGMLQuantizationType as QT
 
 from notebook_llm.loader.repack import PackedWeight, dequantize
+from notebook_llm.models.llama import tiled_attention_keys
 
 from .conftest import random_weight, relative_error
 
@@ -81,7 +82,7 @@ def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window:
         if head_dim > 128:
             pytest.skip("attention_tiled holds head_dim <= 128")
         heads = slots[0] if slots else tiled_heads(n_head, k_cache.shape[1])
-        constants |= {"HEAD_VEC4": head_dim // 4, "HEADS": heads}
+        constants |= {"HEAD_VEC4": head_dim // 4, "HEADS": heads, "TILE": tiled_attention_keys(head_dim)}
         workgroups = (n_head // heads, -(-n_tokens // (16 // heads)))
     else:
         workgroups = (n_head, n_tokens)

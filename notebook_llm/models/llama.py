@@ -51,7 +51,7 @@ MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one hea
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
 TILED_ATTENTION_ROWS = 16  # kernels/attention_tiled.wgsl: (query, head) rows a workgroup
 TILED_ATTENTION_MAX_HEAD_DIM = 128
-TILED_ATTENTION_WORKGROUP_BYTES = 26_112  # its q, key and value tiles and scores (over WebGPU's 16 KiB default)
+TILED_ATTENTION_WORKGROUP_BYTES = 30_208  # its q, key and value tiles, scores and weights (WebGPU default: 16 KiB)
 ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl, gelu_mul.wgsl
 # The FFN middle: its own kernel in prefill, the down projection's input prologue in decode
 # (kernels/input_silu_mul.wgsl, input_gelu_mul.wgsl).
@@ -151,6 +151,11 @@ def _step_bytes(n_tokens: int, position: int, seed: int = 0, temperature: float 
     words = np.array([n_tokens, position, seed & 0xFFFFFFFF, 0], np.uint32)
     words[3] = np.float32(temperature).view(np.uint32)
     return words.tobytes()
+
+
+def tiled_attention_keys(head_dim: int) -> int:
+    """attention_tiled.wgsl's keys a tile: 32 where their rows fit its 32 KiB of tiles, else 16."""
+    return 32 if head_dim <= 64 else 16
 
 
 def _matvec_workgroups(rows: int, rows_per_workgroup: int) -> tuple[int, int, int]:
@@ -512,7 +517,8 @@ class LlamaModel:
         if (not decode and cfg.head_dim <= TILED_ATTENTION_MAX_HEAD_DIM
                 and self.ctx.gpu.max_workgroup_storage >= TILED_ATTENTION_WORKGROUP_BYTES):
             heads = self.tiled_attention_heads
-            return "attention_tiled", heads, TILED_ATTENTION_ROWS // heads, {"HEAD_VEC4": cfg.head_dim // 4, "HEADS": heads}
+            return "attention_tiled", heads, TILED_ATTENTION_ROWS // heads, {
+                "HEAD_VEC4": cfg.head_dim // 4, "HEADS": heads, "TILE": tiled_attention_keys(cfg.head_dim)}
         return "attention", 1, 1, {}
 
     def _combine_in_output_projection(self) -> bool:
