@@ -47,7 +47,8 @@ def main(argv: list[str]) -> None:
             code = _PATCHED_RUN.format(module=module or "models.llama", name=name, value=value, args=run_args)
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if args.out:
-                (args.out / f"{args.name}={value}.round{round_}.txt").write_text(done.stdout + done.stderr)
+                # no "=" in the name: a device call returns only plainly named files
+                (args.out / f"{args.name}-{value}.round{round_}.txt").write_text(done.stdout + done.stderr)
             rows = [line for line in done.stdout.splitlines() if " | " in line and not line.startswith("shape")]
             print(f"== {args.name}={value} round {round_} (rc {done.returncode})", flush=True)
             for line in rows or done.stderr.splitlines()[-3:]:

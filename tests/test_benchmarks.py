@@ -120,7 +120,7 @@ def test_ab_constant_runs_the_harness_once_per_value_and_round(tmp_path, capsys)
     printed = capsys.readouterr().out
     for value in ("16", "32"):
         assert f"== CPU_ROW_WORKGROUP={value} round 1 (rc 0)" in printed
-        assert "tiny" in (tmp_path / "runs" / f"CPU_ROW_WORKGROUP={value}.round1.txt").read_text()
+        assert "tiny" in (tmp_path / "runs" / f"CPU_ROW_WORKGROUP-{value}.round1.txt").read_text()
     assert printed.count("  tiny ") == 2
     ab_constant.main(["NO_SUCH_CONSTANT", "1", "--rounds", "1", "--", *run_args])
     assert "(rc 1)" in capsys.readouterr().out

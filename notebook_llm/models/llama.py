@@ -83,10 +83,21 @@ INT8_MATVEC_TARGET_WORKGROUPS = 192
 # per 32 columns once, then kernels/matmul_q4_int8.wgsl multiplies four weights by four inputs a
 # dp4a, as llama.cpp's CUDA backend (MMQ) rounds prefill activations to 8 bits: matmul.wgsl was
 # compute-bound in float FMAs and weight unpacking. A workgroup: 128 rows × 8 · TOKENS_PER_THREAD tokens.
-INT8_MATMUL_TOKENS_PER_THREAD = 8
-# Matrices of fewer rows take 16 lanes a row (workgroups of 64 rows, 128 invocations) instead of 32
-# (128 rows, 256): twice the workgroups, so a few thousand rows still spread evenly over a big GPU.
+# Its tile by matrix shape (benchmarks/matmul_sweep.py, H100, 512 tokens): 32 lanes a row and 8
+# tokens a lane (128 rows x 64 tokens, 256 invocations) for tall matrices; matrices of fewer rows
+# take 16 lanes a row (64 rows x 64 tokens, 128 invocations: twice the workgroups, so a few thousand
+# rows still spread evenly over a big GPU: B's QKV 149 -> 116 us, output 92 -> 89); matrices wider
+# than tall (long sums: FFN down) 32 lanes and 4 tokens a lane (128 rows x 32 tokens, twice the
+# warps: B's down 520 -> 390 us, against 427 with 16 lanes).
 INT8_MATMUL_NARROW_BELOW_ROWS = 8192
+INT8_MATMUL_WIDE_TOKENS_PER_THREAD = 4
+
+
+def _int8_matmul_tile(rows: int, cols: int) -> tuple[int, int]:
+    """matmul_q4_int8.wgsl's (ROW_LANES, TOKENS_PER_THREAD) for a [rows, cols] matrix."""
+    if cols > rows:
+        return 32, INT8_MATMUL_WIDE_TOKENS_PER_THREAD
+    return (16, 8) if rows < INT8_MATMUL_NARROW_BELOW_ROWS else (32, 8)
 INT8_QUANTIZE_WORKGROUP = 64  # kernels/quantize_int8.wgsl: groups of 32 columns a workgroup
 # The FFN middle is recomputed by every lane of matvec.wgsl that reads the input: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
@@ -99,11 +110,13 @@ FUSED_FFN_MAX_WEIGHTS = 8 * 2**20
 # A/B on an H100 (run.py, 64-token prompt, decode tok/s, three rounds each): SmolLM2's [576, 576]
 # gains with it at depth 0 (median 732 vs 593) and ties at 1024 (623 vs 625); Qwen2.5-0.5B's
 # [896, 896] loses at depth 1024 (424-515 vs 569-613); Llama-3.2-1B's [2048, 2048] loses at 1024
-# too (608-611 vs 610-750). So only output projections up to this many weights take it, and those
-# that decode through matvec_q4_int8.wgsl, which stages (so merges) its input once per workgroup
-# where matvec.wgsl merges it in every lane that reads it.
+# too (608-611 vs 610-750). So only output projections up to this many weights take it.
+# FUSED_COMBINE_INT8 would fuse it into output projections that decode through matvec_q4_int8.wgsl
+# (which stages its input once per workgroup, not once per lane): H100, same call, decode tok/s
+# at depth 0 / 1024: B 1,075 / 1,014 without, 1,063 / 962 with; C (8B) 317 / 295 without, 312 / 283
+# with (two calls). So off.
 FUSED_COMBINE_MAX_WEIGHTS = 2**19
-FUSED_COMBINE_INT8 = True
+FUSED_COMBINE_INT8 = False
 # CPU drivers (lavapipe) with subgroups take kernels/matvec_broadcast.wgsl for decode: a lane a row,
 # the input shared through subgroup broadcasts, 16 lanes a workgroup, 4 rows a lane. lavapipe on 2
 # cores, SmolLM2's [3072, 576] FFN up: 1315 µs with matvec.wgsl as the model ran it (4 lanes a
@@ -449,12 +462,11 @@ class LlamaModel:
                                  (-(-m.cols // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1))]
         for b in m.blocks:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
-            row_lanes = 16 if b.rows < INT8_MATMUL_NARROW_BELOW_ROWS else 32
+            row_lanes, tokens_per_thread = _int8_matmul_tile(b.rows, m.cols)
             dispatches.append(c.dispatch(
                 "matmul_q4_int8", [b.codes, b.scales, *quantized, y, shape, self.step],
                 (-(-b.rows // (4 * row_lanes)), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
-                TOKENS_PER_THREAD=INT8_MATMUL_TOKENS_PER_THREAD, ROW_LANES=row_lanes,
-                tokens_per_workgroup=8 * INT8_MATMUL_TOKENS_PER_THREAD))
+                TOKENS_PER_THREAD=tokens_per_thread, ROW_LANES=row_lanes, tokens_per_workgroup=8 * tokens_per_thread))
         return dispatches
 
     def _embed(self) -> list[Dispatch]:
