@@ -49,6 +49,10 @@ case "${1:-}" in
       --prompt-tokens 512 --decode-tokens 64 --split-steps 10 --json "$OUT/prefill-B.json" > "$OUT/prefill-B.txt" 2>&1
     tail -40 "$OUT/prefill-B.txt"
     timeout 200 "$PYTHON" -m benchmarks.matmul_sweep B 512 2>&1 | tee "$OUT/matmul-sweep-B.txt"
+    # the FFN down tile in the model (the sweep chose 4 tokens a lane; its FFN-up figures disagreed with the model's)
+    ab INT8_MATMUL_WIDE_TOKENS_PER_THREAD 4,8 150 -- --shapes B --depths 0 --prompt-tokens 512 --decode-tokens 16
+    # attention_tiled's key tile for head_dim 64 (session 9 made it 32, untimed on a GPU)
+    ab TILED_ATTENTION_SMALL_HEAD_KEYS 16,32 150 -- --shapes B --depths 0 --prompt-tokens 512 --decode-tokens 16
     ;;
   *) echo "usage: $0 decode-loop | attention | int8 | prefill" >&2; exit 2 ;;
 esac

@@ -61,9 +61,10 @@ def subgroup_slots(n_head: int, n_kv_head: int, head_dim: int, n_tokens: int) ->
 
 
 def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
-                  kernel: str = "attention", slots: tuple[int, int] | None = None) -> np.ndarray:
+                  kernel: str = "attention", slots: tuple[int, int] | None = None, tile: int | None = None) -> np.ndarray:
     """`slots`: attention_subgroup's (HEADS, TOKENS) a workgroup (default: subgroup_slots), or
-    attention_tiled's (HEADS, _) (default: tiled_heads)."""
+    attention_tiled's (HEADS, _) (default: tiled_heads); `tile`: attention_tiled's keys a tile
+    (default: the model's choice)."""
     n_tokens, n_head, head_dim = q.shape
     out = ctx.empty(q.nbytes)
     ctx.fill(out)
@@ -82,7 +83,7 @@ def run_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window:
         if head_dim > 128:
             pytest.skip("attention_tiled holds head_dim <= 128")
         heads = slots[0] if slots else tiled_heads(n_head, k_cache.shape[1])
-        constants |= {"HEAD_VEC4": head_dim // 4, "HEADS": heads, "TILE": tiled_attention_keys(head_dim)}
+        constants |= {"HEAD_VEC4": head_dim // 4, "HEADS": heads, "TILE": tile or tiled_attention_keys(head_dim)}
         workgroups = (n_head // heads, -(-n_tokens // (16 // heads)))
     else:
         workgroups = (n_head, n_tokens)
@@ -136,17 +137,18 @@ def test_attention_subgroup_slots_of_heads_and_queries(ctx, rng, heads, tokens):
     assert relative_error(out, attention_reference(q, k_cache, v_cache, 30, 0.125, window=20)) < 1e-5
 
 
+@pytest.mark.parametrize("tile", [32, 16])
 @pytest.mark.parametrize("heads", [1, 2, 4, 8])
 @pytest.mark.parametrize("n_tokens, position, window", [(37, 0, 0), (21, 50, 0), (40, 9, 12)])
-def test_attention_tiled_rows_of_heads_and_queries(ctx, rng, heads, n_tokens, position, window):
+def test_attention_tiled_rows_of_heads_and_queries(ctx, rng, heads, n_tokens, position, window, tile):
     """HEADS heads × 16 / HEADS queries a workgroup, chunks that leave the last workgroup's rows past
-    n_tokens, key tiles straddling the chunk's start, a window shorter than the chunk."""
+    n_tokens, key tiles (of either size) straddling the chunk's start, a window shorter than the chunk."""
     q, k_cache, v_cache = random_case(rng, n_tokens, position, 16, 2, 64)
     oldest_visible = max(0, position + 1 - window) if window else 0
     k_cache[:oldest_visible] = np.nan
     v_cache[:oldest_visible] = np.nan
     out = run_attention(ctx, q, k_cache, v_cache, position, 0.125, window=window, kernel="attention_tiled",
-                        slots=(heads, 1))
+                        slots=(heads, 1), tile=tile)
     assert relative_error(out, attention_reference(q, k_cache, v_cache, position, 0.125, window)) < 1e-5
 
 

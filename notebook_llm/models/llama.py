@@ -51,6 +51,7 @@ MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one hea
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
 TILED_ATTENTION_ROWS = 16  # kernels/attention_tiled.wgsl: (query, head) rows a workgroup
 TILED_ATTENTION_MAX_HEAD_DIM = 128
+TILED_ATTENTION_SMALL_HEAD_KEYS = 32  # keys a tile where head_dim <= 64 (16 or 32; 16 beyond 64)
 TILED_ATTENTION_WORKGROUP_BYTES = 30_208  # its q, key and value tiles, scores and weights (WebGPU default: 16 KiB)
 ELEMENTWISE_WORKGROUP = 256  # kernels/silu_mul.wgsl, gelu_mul.wgsl
 # The FFN middle: its own kernel in prefill, the down projection's input prologue in decode
@@ -168,7 +169,7 @@ def _step_bytes(n_tokens: int, position: int, seed: int = 0, temperature: float 
 
 def tiled_attention_keys(head_dim: int) -> int:
     """attention_tiled.wgsl's keys a tile: 32 where their rows fit its 32 KiB of tiles, else 16."""
-    return 32 if head_dim <= 64 else 16
+    return TILED_ATTENTION_SMALL_HEAD_KEYS if head_dim <= 64 else 16
 
 
 def _matvec_workgroups(rows: int, rows_per_workgroup: int) -> tuple[int, int, int]:
