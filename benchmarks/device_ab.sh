@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/device_ab.sh decode-loop   # readback path, steps recorded ahead, recorder threads
 #   bash benchmarks/device_ab.sh attention     # split attention's chunk at depth 1024
-#   bash benchmarks/device_ab.sh int8          # INT8_MATVEC_MIN_WEIGHTS low enough for D's QKV and output
+#   bash benchmarks/device_ab.sh int8          # the rmsnorm scale deferred in the int8 matvec (B); INT8_MATVEC_MIN_WEIGHTS for D
 #   bash benchmarks/device_ab.sh prefill       # B at 512 tokens (prefill split, kernel profile) + matmul sweep
 #
 # Each A/B is benchmarks/ab_constant.py: run.py once per value and round, interleaved, in fresh
@@ -40,8 +40,9 @@ case "${1:-}" in
     ab ATTENTION_CHUNK 256,128,64 500 -- --shapes A,D --depths 1024 --prompt-tokens 64 --decode-tokens 64
     ;;
   int8)
-    ggufs D
-    ab INT8_MATVEC_MIN_WEIGHTS 4194304,786432 500 -- --shapes D --depths 0 --prompt-tokens 512 --decode-tokens 64
+    ggufs B,D
+    ab INT8_MATVEC_DEFER_INPUT_SCALE False,True 200 -- --shapes B --depths 0,1024 --prompt-tokens 64 --decode-tokens 128
+    ab INT8_MATVEC_MIN_WEIGHTS 4194304,786432 300 -- --shapes D --depths 0 --prompt-tokens 512 --decode-tokens 64
     ;;
   prefill)
     ggufs B

@@ -22,3 +22,5 @@ fn input4(i: u32) -> vec4<f32> {
     let n_vec = attention_params.head_dim / 4u;
     return merged_columns(i / n_vec, i % n_vec, live);
 }
+
+//!include input_unscaled

@@ -9,3 +9,5 @@ fn input4(i: u32) -> vec4<f32> {
     let g = x[i];
     return vec4<f32>(gelu_tanh(g.x), gelu_tanh(g.y), gelu_tanh(g.z), gelu_tanh(g.w)) * x[i + params.cols / 4u];
 }
+
+//!include input_unscaled

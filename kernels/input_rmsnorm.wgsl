@@ -19,3 +19,22 @@ fn prepare_input(inv: Invocation) {
 }
 
 fn input4(i: u32) -> vec4<f32> { return x[i] * inv_rms * norm_weight[i]; }
+
+// For kernels that scale their output instead (matvec_q4_int8.wgsl, whose int8 rounding of the
+// input is the same for any positive scale of it): the input times norm_weight, unnormalized, with
+// the sum of squares gathered from the values each invocation reads there, and 1 / rms(x) as the
+// output's scale. The workgroup needs no pass over x and no barrier before it starts.
+var<private> staged_squares: f32;
+
+fn prepare_unscaled_input(inv: Invocation) {}
+
+fn unscaled_input4(i: u32) -> vec4<f32> {
+    let v = x[i];
+    staged_squares += dot(v, v);
+    return v * norm_weight[i];
+}
+
+// Every invocation must call it, after every element of x was read once through unscaled_input4.
+fn input_scale(inv: Invocation) -> f32 {
+    return inverseSqrt(workgroup_total(staged_squares, inv) / f32(params.cols) + norm_params.eps);
+}

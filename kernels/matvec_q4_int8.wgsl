@@ -38,6 +38,9 @@ override ACCUMULATE: bool = false;
 override THREADS_PER_ROW: u32 = 16u;
 override ROWS_PER_THREAD: u32 = 4u;  // 1, 2 or 4
 override CHUNK_GROUPS: u32 = 256u;  // at most WORKGROUP (tests lower it to cross chunks)
+// Take the prologue's input unscaled and scale the sums instead (`//!include input_unscaled`;
+// rmsnorm: no pass over x and no barrier before staging). Int8 rounding is the same either way.
+override DEFER_INPUT_SCALE: bool = true;
 
 //!include input
 //!include reduce
@@ -49,7 +52,9 @@ var<workgroup> staged_scale_sum: array<vec2<f32>, WORKGROUP>;  // (d, sum(in)) o
 // Quantizes group `group` of the input into slot `g` of the staging arrays.
 fn stage_group(group: u32, g: u32) {
     var v: array<vec4<f32>, 8>;
-    for (var i = 0u; i < 8u; i++) { v[i] = input4(group * 8u + i); }
+    for (var i = 0u; i < 8u; i++) {
+        if (DEFER_INPUT_SCALE) { v[i] = unscaled_input4(group * 8u + i); } else { v[i] = input4(group * 8u + i); }
+    }
     let q = int8_group(v);
     staged_even[g] = q.even;
     staged_odd[g] = q.odd;
@@ -72,7 +77,7 @@ fn group_dot(row: u32, group: u32, g: u32, groups: u32) -> f32 {
 @compute @workgroup_size(WORKGROUP)
 fn main(inv: Invocation) {
     let lid = inv.index;
-    prepare_input(inv);
+    if (DEFER_INPUT_SCALE) { prepare_unscaled_input(inv); } else { prepare_input(inv); }
 
     let first_row = ((inv.workgroup.y * inv.workgroups.x + inv.workgroup.x) * (WORKGROUP / THREADS_PER_ROW)
                      + lid / THREADS_PER_ROW) * ROWS_PER_THREAD;
@@ -99,7 +104,9 @@ fn main(inv: Invocation) {
             }
         }
     }
-    let total = row_total(acc, inv);
+    var total = row_total(acc, inv);
+    // the prologue's deferred scale (the rmsnorm's 1 / rms; 1 for the others); every invocation
+    if (DEFER_INPUT_SCALE) { total *= input_scale(inv); }
     if (lane == 0u) {
         for (var r = 0u; r < ROWS_PER_THREAD; r++) {
             let row = first_row + r;

@@ -496,9 +496,11 @@ def test_matvec_q4_int8_matches_numpy(ctx, rng, reduction, qtype, chunk_groups, 
     check_int8_matvec(out, w, x)
 
 
+@pytest.mark.parametrize("defer_scale", [True, False], ids=["norm-scales-sums", "norm-scales-input"])
 @pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
-def test_matvec_q4_int8_rmsnorm_prologue_accumulates(ctx, rng, reduction, qtype):
-    """The model's use: the QKV / FFN-up norm fused in, ACCUMULATE, row blocks at their offsets."""
+def test_matvec_q4_int8_rmsnorm_prologue_accumulates(ctx, rng, reduction, qtype, defer_scale):
+    """The model's use: the QKV / FFN-up norm fused in, ACCUMULATE, row blocks at their offsets;
+    1 / rms applied to the sums (the default: x staged unnormalized over several chunks) or to x."""
     rows, cols = 263, odd_width(qtype)
     w = random_weight(rng, qtype, rows, cols)
     x = rng.standard_normal(cols).astype(np.float32) * 3
@@ -508,7 +510,7 @@ def test_matvec_q4_int8_rmsnorm_prologue_accumulates(ctx, rng, reduction, qtype)
     extra = [ctx.buffer(norm), ctx.uniform(np.array([cols, eps.view(np.uint32), 0, 0], np.uint32))]
     out = run_matvec_blocks(ctx, w, x, ctx.empty(rows * 4), y0, threads_per_row=16, rows_per_thread=4,
                             max_bytes=100 * (w.codes.nbytes // rows), prologue="rmsnorm", extra=extra,
-                            kernel="matvec_q4_int8", CHUNK_GROUPS=8)
+                            kernel="matvec_q4_int8", CHUNK_GROUPS=8, DEFER_INPUT_SCALE=defer_scale)
     x64 = x.astype(np.float64)
     normed = x64 / np.sqrt(np.mean(x64 * x64) + float(eps)) * norm
     check_int8_matvec(out, w, normed, y0)

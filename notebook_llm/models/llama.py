@@ -76,6 +76,10 @@ MATVEC_MIN_WORKGROUPS_CPU = 8
 INT8_MATVEC_MIN_WEIGHTS = 4 * 2**20
 INT8_MATVEC_LAYOUTS = ("q4g32", "q4g32f")
 INT8_MATVEC_ROWS_PER_THREAD = 4
+# matvec_q4_int8.wgsl scales its sums by the rmsnorm prologue's 1 / rms instead of its input
+# (DEFER_INPUT_SCALE): no pass over the input and no workgroup barrier before the weights are
+# read. Not yet timed on a GPU (benchmarks/device_ab.sh int8 A/Bs it).
+INT8_MATVEC_DEFER_INPUT_SCALE = True
 # Each workgroup quantizes the whole input, so tall matrices take fewer lanes a row (more rows a
 # workgroup) down to about this many workgroups: 8 lanes for [28672, 4096] (224 workgroups) beat
 # 32 (896) by 10%; 16 for [16384, 2048].
@@ -428,6 +432,7 @@ class LlamaModel:
                 if self._int8_block(b, m.cols):
                     kernel, rows_per_thread = "matvec_q4_int8", INT8_MATVEC_ROWS_PER_THREAD
                     constants["THREADS_PER_ROW"] = _int8_matvec_threads_per_row(b.rows)
+                    constants["DEFER_INPUT_SCALE"] = INT8_MATVEC_DEFER_INPUT_SCALE
                     rows_per_workgroup = MATVEC_WORKGROUP // constants["THREADS_PER_ROW"] * rows_per_thread
                 elif self._takes_broadcast(m):
                     kernel, rows_per_thread = "matvec_broadcast", _broadcast_matvec_rows_per_thread(b.rows)
