@@ -87,22 +87,16 @@ INT8_MATVEC_TARGET_WORKGROUPS = 192
 # Prefill of 4-bit matrices on GPUs: kernels/quantize_int8.wgsl rounds the chunk's input to int8
 # per 32 columns once, then kernels/matmul_q4_int8.wgsl multiplies four weights by four inputs a
 # dp4a, as llama.cpp's CUDA backend (MMQ) rounds prefill activations to 8 bits: matmul.wgsl was
-# compute-bound in float FMAs and weight unpacking. A workgroup: 128 rows × 8 · TOKENS_PER_THREAD tokens.
-# Its tile by matrix shape (benchmarks/matmul_sweep.py, H100, 512 tokens): 32 lanes a row and 8
-# tokens a lane (128 rows x 64 tokens, 256 invocations) for tall matrices; matrices of fewer rows
-# take 16 lanes a row (64 rows x 64 tokens, 128 invocations: twice the workgroups, so a few thousand
-# rows still spread evenly over a big GPU: B's QKV 149 -> 116 us, output 92 -> 89); matrices wider
-# than tall (long sums: FFN down) 32 lanes and 4 tokens a lane (128 rows x 32 tokens, twice the
-# warps: B's down 520 -> 390 us, against 427 with 16 lanes).
+# compute-bound in float FMAs and weight unpacking. Its tile by matrix shape (_int8_matmul_tile;
+# benchmarks/matmul_sweep.py, H100, 512 tokens): 32 lanes a row and 8 tokens a lane (128 rows x 64
+# tokens, 256 invocations) for tall matrices; matrices of fewer rows take 16 lanes a row (64 rows x
+# 64 tokens, 128 invocations: twice the workgroups, so a few thousand rows still spread evenly over
+# a big GPU: B's QKV 149 -> 116 us, output 92 -> 89); matrices wider than tall (long sums: FFN
+# down) 32 lanes and 4 tokens a lane (128 rows x 32 tokens, twice the warps: B's down 520 -> 390
+# us, against 427 with 16 lanes; the sweep's own figures for 32 x 8 disagree with the model's
+# profile, see benchmarks/results/2026-12-07-nvidia-h100-s9-B-ab.txt).
 INT8_MATMUL_NARROW_BELOW_ROWS = 8192
 INT8_MATMUL_WIDE_TOKENS_PER_THREAD = 4
-
-
-def _int8_matmul_tile(rows: int, cols: int) -> tuple[int, int]:
-    """matmul_q4_int8.wgsl's (ROW_LANES, TOKENS_PER_THREAD) for a [rows, cols] matrix."""
-    if cols > rows:
-        return 32, INT8_MATMUL_WIDE_TOKENS_PER_THREAD
-    return (16, 8) if rows < INT8_MATMUL_NARROW_BELOW_ROWS else (32, 8)
 INT8_QUANTIZE_WORKGROUP = 64  # kernels/quantize_int8.wgsl: groups of 32 columns a workgroup
 # The FFN middle is recomputed by every lane of matvec.wgsl that reads the input: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
@@ -174,6 +168,13 @@ def _step_bytes(n_tokens: int, position: int, seed: int = 0, temperature: float 
 def tiled_attention_keys(head_dim: int) -> int:
     """attention_tiled.wgsl's keys a tile: 32 where their rows fit its 32 KiB of tiles, else 16."""
     return TILED_ATTENTION_SMALL_HEAD_KEYS if head_dim <= 64 else 16
+
+
+def _int8_matmul_tile(rows: int, cols: int) -> tuple[int, int]:
+    """matmul_q4_int8.wgsl's (ROW_LANES, TOKENS_PER_THREAD) for a [rows, cols] matrix."""
+    if cols > rows:
+        return 32, INT8_MATMUL_WIDE_TOKENS_PER_THREAD
+    return (16, 8) if rows < INT8_MATMUL_NARROW_BELOW_ROWS else (32, 8)
 
 
 def _matvec_workgroups(rows: int, rows_per_workgroup: int) -> tuple[int, int, int]:
