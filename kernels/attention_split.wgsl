@@ -21,14 +21,18 @@
 //           4 params (attention.wgsl's), 5 step, 6 bias, 7 q_norm, 8 k_norm, 9 rope, 10 rope_params
 //           (rope_kv_write.wgsl's bindings 1-4 and 8).
 // Requires head_dim a multiple of 4 and at most 256.
-// Mapping: dispatch (n_head, n_chunks, 1), 256 threads. Thread i scores keys i, i + 256, ... of the
-// chunk into workgroup memory; the maximum is reduced as a tree; then the threads form
+// Mapping: dispatch (n_head, n_chunks, 1), 256 threads. Scores: the threads form rows of
+// THREADS_PER_ROW consecutive lanes; a row scores 4 keys at once, lane l summing q·k over the vec4
+// columns l, l + THREADS_PER_ROW, ... (COLS_PER_LANE of them), and the row's lanes add up through
+// `//!include reduce` (subgroup shuffles where the device has them). A decode step's chunk is
+// short (65 keys at position 64), so the time is the latency of each thread's chain of loads: with
+// one key a thread (before), head_dim / 16 dependent rounds of loads for every key; now each lane
+// has 4 · COLS_PER_LANE independent loads in flight and a pass covers 4 · 256 / THREADS_PER_ROW
+// keys (all 65 at head_dim 128). The maximum is reduced as a tree; then the threads form
 // 256 / (head_dim / 4) slices of head_dim / 4 threads, thread (slice, c) summing value columns
-// 4c..4c+3 over the chunk's keys j with j % slices == slice; slices are summed at the end.
-// A decode step's chunks are short (one at position 64), so the time is the latency of each
-// thread's chain of loads: the loops keep four (scores) or two (values) independent loads in
-// flight, and 256 threads make the value loop a quarter as long as 64 did (H200, SmolLM2 shape at
-// position 64: ~20 µs a dispatch before).
+// 4c..4c+3 over the chunk's keys j with j % slices == slice, four keys in flight; slices are summed
+// at the end. (H200, SmolLM2 shape at position 64: ~20 µs a dispatch with 64 threads and one
+// load in flight; H100, Llama-3.1-8B shape: ~11 µs with 256 threads, one key a thread.)
 // Tested by tests/test_kernels_attention.py against numpy float64.
 
 struct Params { n_head: u32, n_kv_head: u32, head_dim: u32, scale: f32, window: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
@@ -53,8 +57,11 @@ override NEOX: bool = false;
 //!include rope_head
 //!include kv_cache
 //!include kv_cache_store
+//!include reduce
 
 const WORKGROUP: u32 = 256u;
+override THREADS_PER_ROW: u32 = 8u;  // lanes scoring one key: a power of two, at most WORKGROUP / 4
+override COLS_PER_LANE: u32 = 4u;    // ceil(head_dim / 4 / THREADS_PER_ROW)
 const MAX_HEAD_VEC4: u32 = 64u;     // head_dim <= 256
 const NEG_BIG: f32 = -3.4028235e38; // stands in for -inf: exp(NEG_BIG - m) == 0 for any finite m
 override CHUNK: u32 = 256u;          // keys per workgroup, at most 1024
@@ -67,16 +74,21 @@ var<workgroup> reduce: array<f32, WORKGROUP>;
 var<workgroup> partial_acc: array<vec4<f32>, WORKGROUP>;
 var<workgroup> partial_sum: array<f32, WORKGROUP>;
 
+// Columns 4 col .. 4 col + 3 of key `key` (at vec4 `at` of the cache): the cache row, or k_new for the step's own key.
+fn key4(key: u32, at: u32, col: u32) -> vec4<f32> {
+    return select(k_row4(at + col), k_new[col], key == step.position);
+}
+
 // Columns 4 col .. 4 col + 3 of value `key`: the cache row, or v_new for the step's own key.
 fn value4(key: u32, kv_stride: u32, kv_offset: u32, col: u32) -> vec4<f32> {
     return select(v_row4(key * kv_stride + kv_offset + col), v_new[col], key == step.position);
 }
 
 @compute @workgroup_size(WORKGROUP)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let head = wg.x;
-    let chunk = wg.y;
+fn main(inv: Invocation) {
+    let lid = inv.index;
+    let head = inv.workgroup.x;
+    let chunk = inv.workgroup.y;
     let n_vec = params.head_dim / 4u;
     let kv_head = head / (params.n_head / params.n_kv_head);
     let kv_stride = params.n_kv_head * n_vec;  // vec4s per cache row
@@ -85,7 +97,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var first_key = chunk * CHUNK;
     if (params.window > 0u && n_keys > params.window) { first_key = max(first_key, n_keys - params.window); }
     let end_key = min(chunk * CHUNK + CHUNK, n_keys);
-    let out_base = (head * nwg.y + chunk) * (n_vec + 1u);
+    let out_base = (head * inv.workgroups.y + chunk) * (n_vec + 1u);
 
     if (first_key >= end_key) { return; }  // a chunk the combine will not read (uniform: no barrier skipped unevenly)
 
@@ -121,23 +133,32 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     workgroupBarrier();
 
     let n = end_key - first_key;
+    let lane = lid % THREADS_PER_ROW;
+    let rows = WORKGROUP / THREADS_PER_ROW;
+    let row = lid / THREADS_PER_ROW;
     var m_thread = NEG_BIG;
-    for (var i = lid; i < n; i += WORKGROUP) {
-        let key = first_key + i;
-        let k_base = key * kv_stride + kv_offset;
-        let is_new = key == p;
+    for (var pass_start = 0u; pass_start < n; pass_start += 4u * rows) {  // uniform: row_total has barriers
+        let i = vec4<u32>(pass_start + row) + rows * vec4<u32>(0u, 1u, 2u, 3u);
+        let key = first_key + min(i, vec4<u32>(n - 1u));  // past the chunk: its last key again, unused
+        let at = key * kv_stride + kv_offset;
         var dots = vec4<f32>(0.0);
-        var c = 0u;
-        for (; c + 3u < n_vec; c += 4u) {
-            dots += vec4<f32>(dot(q_head[c], select(k_row4(k_base + c), k_new[c], is_new)),
-                              dot(q_head[c + 1u], select(k_row4(k_base + c + 1u), k_new[c + 1u], is_new)),
-                              dot(q_head[c + 2u], select(k_row4(k_base + c + 2u), k_new[c + 2u], is_new)),
-                              dot(q_head[c + 3u], select(k_row4(k_base + c + 3u), k_new[c + 3u], is_new)));
+        for (var k = 0u; k < COLS_PER_LANE; k++) {
+            let c = lane + k * THREADS_PER_ROW;
+            if (c < n_vec) {
+                let qc = q_head[c];
+                dots += vec4<f32>(dot(qc, key4(key.x, at.x, c)), dot(qc, key4(key.y, at.y, c)),
+                                  dot(qc, key4(key.z, at.z, c)), dot(qc, key4(key.w, at.w, c)));
+            }
         }
-        for (; c < n_vec; c++) { dots.x += dot(q_head[c], select(k_row4(k_base + c), k_new[c], is_new)); }
-        let s = ((dots.x + dots.y) + (dots.z + dots.w)) * params.scale;
-        scores[i] = s;
-        m_thread = max(m_thread, s);
+        let s = row_total(dots, inv) * params.scale;
+        if (lane == 0u) {
+            for (var r = 0u; r < 4u; r++) {
+                if (i[r] < n) {
+                    scores[i[r]] = s[r];
+                    m_thread = max(m_thread, s[r]);
+                }
+            }
+        }
     }
     reduce[lid] = m_thread;
     workgroupBarrier();
@@ -152,25 +173,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let slices = WORKGROUP / n_vec;
     let slice = lid / n_vec;
     let col = lid % n_vec;
-    var acc = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
+    var acc = array<vec4<f32>, 4>();
     var l = 0.0;
     if (slice < slices) {
         var j = slice;
-        for (; j + slices < n; j += 2u * slices) {
-            let p0 = scores[j];
-            let p1 = scores[j + slices];
-            l += p0 + p1;
-            acc += p0 * value4(first_key + j, kv_stride, kv_offset, col);
-            acc2 += p1 * value4(first_key + j + slices, kv_stride, kv_offset, col);
+        for (; j + 3u * slices < n; j += 4u * slices) {
+            let weights = vec4<f32>(scores[j], scores[j + slices], scores[j + 2u * slices], scores[j + 3u * slices]);
+            l += (weights.x + weights.y) + (weights.z + weights.w);
+            acc[0] += weights.x * value4(first_key + j, kv_stride, kv_offset, col);
+            acc[1] += weights.y * value4(first_key + j + slices, kv_stride, kv_offset, col);
+            acc[2] += weights.z * value4(first_key + j + 2u * slices, kv_stride, kv_offset, col);
+            acc[3] += weights.w * value4(first_key + j + 3u * slices, kv_stride, kv_offset, col);
         }
-        if (j < n) {
+        for (; j < n; j += slices) {
             let weight = scores[j];
             l += weight;
-            acc += weight * value4(first_key + j, kv_stride, kv_offset, col);
+            acc[0] += weight * value4(first_key + j, kv_stride, kv_offset, col);
         }
     }
-    partial_acc[lid] = acc + acc2;
+    partial_acc[lid] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     partial_sum[lid] = l;
     workgroupBarrier();
     if (lid < n_vec) {

@@ -29,6 +29,7 @@ fn row_total(partial: vec4<f32>, inv: Invocation) -> vec4<f32> {
     if (inv.index % THREADS_PER_ROW == 0u) {
         for (var lane = span; lane < THREADS_PER_ROW; lane += span) { total += row_partials[inv.index + lane]; }
     }
+    workgroupBarrier();  // all have read before a second call (a loop of them) writes the array again
     return total;
 }
 

@@ -56,6 +56,17 @@ def random_weight(rng: np.random.Generator, qtype: QT, rows: int, cols: int) -> 
     return repack(quants.quantize(values, qtype), qtype, rows, cols)
 
 
+@pytest.fixture(params=["subgroup", "workgroup"])
+def reduction(request, ctx):
+    """Run the test with each row reduction (`//!include reduce`): subgroup shuffles where the
+    adapter has them, and workgroup memory (what adapters without subgroups get)."""
+    if request.param == "subgroup" and not ctx.gpu.has_subgroups:
+        pytest.skip("the adapter has no subgroups")
+    saved, ctx.pipelines.subgroups = ctx.pipelines.subgroups, request.param == "subgroup"
+    yield request.param
+    ctx.pipelines.subgroups = saved
+
+
 @pytest.fixture(scope="session")
 def engine(ctx):
     """The default model (SmolLM2-135M-Instruct Q4_1) loaded once for the whole session."""

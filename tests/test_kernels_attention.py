@@ -13,7 +13,7 @@ import pytest
 from gguf import GGMLQuantizationType as QT
 
 from notebook_llm.loader.repack import PackedWeight, dequantize
-from notebook_llm.models.llama import tiled_attention_keys
+from notebook_llm.models.llama import split_attention_lanes, tiled_attention_keys
 
 from .conftest import random_weight, relative_error
 
@@ -197,7 +197,7 @@ def test_sliding_window_attention_reads_only_the_last_window_keys(ctx, rng, atte
 
 def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, window: int = 0,
                         chunk: int = 256, projection: PackedWeight | None = None, new_kv=None,
-                        projection_kernel: str = "matvec") -> np.ndarray:
+                        projection_kernel: str = "matvec", lanes: dict | None = None) -> np.ndarray:
     """One decode token through the two kernels the decode graph uses, or with `projection`, the
     split kernel and the output projection that merges the chunks in its input prologue
     (`projection_kernel`, matvec.wgsl or matvec_q4_int8.wgsl, with input_attention_combine.wgsl),
@@ -210,7 +210,8 @@ def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, w
     are poisoned with NaN too: every chunk in range must write its partial, and the combine must
     read no other (chunks past the position or before the window stay NaN). `new_kv`: float32 key
     and value of the step in place of the cache's row `position` (whose float16 rounding the kernel
-    must attend to and write)."""
+    must attend to and write). `lanes`: the split kernel's THREADS_PER_ROW and COLS_PER_LANE (default:
+    the model's)."""
     _, n_head, head_dim = q.shape
     n_kv_head = k_cache.shape[1]
     n_chunks = -(-k_cache.shape[0] // chunk)
@@ -233,7 +234,7 @@ def run_split_attention(ctx, q, k_cache, v_cache, position: int, scale: float, w
     unused = ctx.empty(4)
     split = ctx.dispatch("attention_split", [ctx.buffer(qkv), k_buffer, v_buffer, partials, params, step,
                                              unused, unused, unused, ctx.buffer(identity_rope), rope_params],
-                         (n_head, n_chunks), CHUNK=chunk, **kv_format)
+                         (n_head, n_chunks), CHUNK=chunk, **(lanes or split_attention_lanes(head_dim)), **kv_format)
     if projection is not None:
         y = ctx.empty(projection.rows * 4)
         ctx.fill(y)
@@ -271,6 +272,26 @@ def test_split_attention_matches_numpy(ctx, rng, position, n_head, n_kv_head, he
     out = run_split_attention(ctx, q, k_cache, v_cache, position, scale, window, chunk)
     ref = attention_reference(q, k_cache, v_cache, position, scale, window)
     assert relative_error(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "position, head_dim, lanes, columns",
+    [
+        (300, 128, 8, 4),  # the model's layout at head_dim 128, over two chunks
+        (200, 80, 8, 3),  # 20 columns over 8 lanes: the last lanes' third column is past the head
+        (64, 64, 1, 16),  # a key a thread (no reduction)
+        (130, 128, 32, 1),  # a subgroup a key
+        (255, 256, 64, 1),  # rows wider than any subgroup: the reduction crosses subgroups
+    ],
+)
+def test_split_attention_key_lanes_and_both_reductions(ctx, rng, reduction, position, head_dim, lanes, columns):
+    """attention_split.wgsl's rows of lanes scoring four keys at a time, for other row widths than
+    the model's, with each `//!include reduce` (subgroup shuffles, workgroup memory)."""
+    q, k_cache, v_cache = random_case(rng, 1, position, 4, 2, head_dim, q_scale=2.0)
+    scale = 1.0 / np.sqrt(head_dim)
+    out = run_split_attention(ctx, q, k_cache, v_cache, position, scale, lanes={"THREADS_PER_ROW": lanes,
+                                                                                "COLS_PER_LANE": columns})
+    assert relative_error(out, attention_reference(q, k_cache, v_cache, position, scale)) < 1e-5
 
 
 @pytest.mark.parametrize(

@@ -291,17 +291,6 @@ def test_matvec_folds_workgroups_past_65535(ctx, rng):
     assert relative_error(out, ref) < BOUND
 
 
-@pytest.fixture(params=["subgroup", "workgroup"])
-def reduction(request, ctx):
-    """Run the test with each row reduction (`//!include reduce`): subgroup shuffles where the
-    adapter has them, and workgroup memory (what adapters without subgroups get)."""
-    if request.param == "subgroup" and not ctx.gpu.has_subgroups:
-        pytest.skip("the adapter has no subgroups")
-    saved, ctx.pipelines.subgroups = ctx.pipelines.subgroups, request.param == "subgroup"
-    yield request.param
-    ctx.pipelines.subgroups = saved
-
-
 @pytest.mark.parametrize("threads_per_row, rows_per_thread", [(64, 1), (32, 2), (4, 4)])
 def test_matvec_both_row_reductions_match_numpy(ctx, rng, reduction, threads_per_row, rows_per_thread):
     rows, cols = 203, 608

@@ -49,6 +49,7 @@ MATMUL_WIDE_TILES_MIN_DIM = 768
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
+SPLIT_ATTENTION_LANE_COLUMNS = 4  # attention_split.wgsl: a key's vec4 columns a lane scores (so its lanes a key)
 TILED_ATTENTION_ROWS = 16  # kernels/attention_tiled.wgsl: (query, head) rows a workgroup
 TILED_ATTENTION_MAX_HEAD_DIM = 128
 TILED_ATTENTION_SMALL_HEAD_KEYS = 32  # keys a tile where head_dim <= 64 (16 or 32; 16 beyond 64)
@@ -163,6 +164,16 @@ def _step_bytes(n_tokens: int, position: int, seed: int = 0, temperature: float 
     words = np.array([n_tokens, position, seed & 0xFFFFFFFF, 0], np.uint32)
     words[3] = np.float32(temperature).view(np.uint32)
     return words.tobytes()
+
+
+def split_attention_lanes(head_dim: int) -> dict[str, int]:
+    """attention_split.wgsl's score layout: THREADS_PER_ROW lanes a key (a power of two), each
+    summing COLS_PER_LANE of the head's vec4 columns, about SPLIT_ATTENTION_LANE_COLUMNS."""
+    columns = head_dim // 4
+    lanes = 1
+    while lanes * 2 * SPLIT_ATTENTION_LANE_COLUMNS <= columns and lanes < 64:
+        lanes *= 2
+    return {"THREADS_PER_ROW": lanes, "COLS_PER_LANE": -(-columns // lanes)}
 
 
 def tiled_attention_keys(head_dim: int) -> int:
@@ -502,7 +513,8 @@ class LlamaModel:
                                                **self.kv_format)]
         split = c.dispatch("attention_split", [self.qkv, *caches, self.attention_partials, attention_params, self.step,
                                                *epilogue, self.rope_params],
-                           (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK, **switches, **self.kv_format)
+                           (cfg.n_head, self.attention_chunks, 1), CHUNK=ATTENTION_CHUNK,
+                           **split_attention_lanes(cfg.head_dim), **switches, **self.kv_format)
         if self._combine_in_output_projection():
             return [split]
         return [split, c.dispatch("attention_combine", [self.attention_partials, self.attn, attention_params,
