@@ -20,6 +20,9 @@
 //          consecutive rows (no bank conflicts) and one or two tokens (broadcasts). ROW_LANES 16
 //          (64 rows, 128 invocations) doubles a matrix's workgroups at the same work an
 //          invocation: matrices of a few thousand rows otherwise fill a big GPU unevenly.
+//          STAGE_GROUPS groups are staged between one pair of barriers (each staging invocation
+//          fetches that many a step ahead), so the barriers and the fetch latency are paid once
+//          per STAGE_GROUPS groups.
 // Requires cols a multiple of 32. Tested by tests/test_kernels_matmul.py against numpy float64.
 
 //!include scales
@@ -38,19 +41,21 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 override ACCUMULATE: bool = false;
 override TOKENS_PER_THREAD: u32 = 8u;  // 8 or 4: tokens a workgroup = 8 × this
 override ROW_LANES: u32 = 32u;         // 32 or 16
+override STAGE_GROUPS: u32 = 1u;       // groups of 32 columns a stage: 1, 2 or 4
 
 const TOKEN_LANES: u32 = 8u;
-const MAX_TILE_ROWS: u32 = 128u;
-const MAX_TILE_TOKENS: u32 = 64u;
+const MAX_STAGE_GROUPS: u32 = 4u;
 override WORKGROUP: u32 = TOKEN_LANES * ROW_LANES;  // derived: never set by callers
 override TILE_ROWS: u32 = 4u * ROW_LANES;            // derived; the dispatch rule depends on it
+override TILE_TOKENS: u32 = TOKEN_LANES * TOKENS_PER_THREAD;  // derived
 
-var<workgroup> w_even: array<vec4<u32>, MAX_TILE_ROWS>;
-var<workgroup> w_odd: array<vec4<u32>, MAX_TILE_ROWS>;
-var<workgroup> w_scale_min: array<vec2<f32>, MAX_TILE_ROWS>;
-var<workgroup> x_even: array<vec4<u32>, MAX_TILE_TOKENS>;
-var<workgroup> x_odd: array<vec4<u32>, MAX_TILE_TOKENS>;
-var<workgroup> x_scale_sum: array<vec2<f32>, MAX_TILE_TOKENS>;
+// Slot s · TILE_ROWS + r holds group s of the stage for tile row r; likewise for tokens.
+var<workgroup> w_even: array<vec4<u32>, TILE_ROWS * STAGE_GROUPS>;
+var<workgroup> w_odd: array<vec4<u32>, TILE_ROWS * STAGE_GROUPS>;
+var<workgroup> w_scale_min: array<vec2<f32>, TILE_ROWS * STAGE_GROUPS>;
+var<workgroup> x_even: array<vec4<u32>, TILE_TOKENS * STAGE_GROUPS>;
+var<workgroup> x_odd: array<vec4<u32>, TILE_TOKENS * STAGE_GROUPS>;
+var<workgroup> x_scale_sum: array<vec2<f32>, TILE_TOKENS * STAGE_GROUPS>;
 
 // An integer n with |n| < 2^22 added to the bits of 1.5 · 2^23 gives the bits of the float
 // 1.5 · 2^23 + n exactly, so the dot products start their sums there and become floats by one
@@ -69,11 +74,12 @@ fn dot32_float(w_e: vec4<u32>, w_o: vec4<u32>, x_e: vec4<u32>, x_o: vec4<u32>) -
 //!include matmul_store
 
 // What a staging invocation loads for one group: a row's codes (a) and (scale, min), or a token's
-// even (a) and odd (b) q_x words and (d, sum); zeros past the rows or tokens.
+// even (a) and odd (b) q_x words and (d, sum); zeros past the rows, tokens or groups.
 struct Staged { a: vec4<u32>, b: vec4<u32>, scales: vec2<f32> }
 
 fn fetch(group: u32, groups: u32, stages_row: bool, row: u32, stages_token: bool, token: u32) -> Staged {
     var out = Staged(vec4<u32>(0u), vec4<u32>(0u), vec2<f32>(0.0));
+    if (group >= groups) { return out; }
     if (stages_row) {
         out.a = weight_codes[row * groups + group];
         out.scales = group_scale_min(row, group, groups);
@@ -90,58 +96,69 @@ fn fetch(group: u32, groups: u32, stages_row: bool, row: u32, stages_token: bool
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let rows = params.rows;
     let groups = params.cols / 32u;
-    let tile_tokens = TOKEN_LANES * TOKENS_PER_THREAD;
     let row0 = wg.x * TILE_ROWS;
-    let token0 = wg.y * tile_tokens;
-    // Staging: invocations 0..127 a row each; 128.. a token each. Rows and tokens past the end
-    // stage zeros, which add nothing and are never stored.
+    let token0 = wg.y * TILE_TOKENS;
+    // Staging: invocations 0..TILE_ROWS-1 a row each; the next TILE_TOKENS a token each. Rows,
+    // tokens and groups past the end stage zeros, which add nothing and are never stored.
     let stage_row = row0 + lid;
     let stage_token = token0 + lid - TILE_ROWS;
     let stages_row = lid < TILE_ROWS && stage_row < rows;
-    let stages_token = lid >= TILE_ROWS && lid < TILE_ROWS + tile_tokens && stage_token < step.n_tokens;
+    let stages_token = lid >= TILE_ROWS && lid < TILE_ROWS + TILE_TOKENS && stage_token < step.n_tokens;
 
     let tr = lid % ROW_LANES;
     let tt = lid / ROW_LANES;
-    var acc: array<vec4<f32>, 8>;  // acc[j][i]: token tt + 8j, row tr + 32i
+    var acc: array<vec4<f32>, 8>;  // acc[j][i]: token tt + 8j, row tr + ROW_LANES · i
     for (var j = 0u; j < 8u; j++) { acc[j] = vec4<f32>(0.0); }
 
-    // Each group's codes and scales are fetched into registers one group ahead, so their loads
-    // are in flight while the previous group's dot products run.
-    var next = fetch(0u, groups, stages_row, stage_row, stages_token, stage_token);
-    for (var group = 0u; group < groups; group++) {
-        workgroupBarrier();  // the previous group's reads are done
-        if (lid < TILE_ROWS) {
-            w_even[lid] = next.a & vec4<u32>(0x0F0F0F0Fu);
-            w_odd[lid] = (next.a >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
-            w_scale_min[lid] = next.scales;
-        } else if (lid < TILE_ROWS + tile_tokens) {
-            x_even[lid - TILE_ROWS] = next.a;
-            x_odd[lid - TILE_ROWS] = next.b;
-            x_scale_sum[lid - TILE_ROWS] = next.scales;
+    // Each stage's codes and scales are fetched into registers one stage ahead, so their loads
+    // are in flight while the previous stage's dot products run.
+    var next: array<Staged, MAX_STAGE_GROUPS>;
+    for (var s = 0u; s < STAGE_GROUPS; s++) { next[s] = fetch(s, groups, stages_row, stage_row, stages_token, stage_token); }
+    for (var group0 = 0u; group0 < groups; group0 += STAGE_GROUPS) {
+        workgroupBarrier();  // the previous stage's reads are done
+        for (var s = 0u; s < STAGE_GROUPS; s++) {
+            if (lid < TILE_ROWS) {
+                let slot = s * TILE_ROWS + lid;
+                w_even[slot] = next[s].a & vec4<u32>(0x0F0F0F0Fu);
+                w_odd[slot] = (next[s].a >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+                w_scale_min[slot] = next[s].scales;
+            } else if (lid < TILE_ROWS + TILE_TOKENS) {
+                let slot = s * TILE_TOKENS + lid - TILE_ROWS;
+                x_even[slot] = next[s].a;
+                x_odd[slot] = next[s].b;
+                x_scale_sum[slot] = next[s].scales;
+            }
         }
         workgroupBarrier();
-        if (group + 1u < groups) { next = fetch(group + 1u, groups, stages_row, stage_row, stages_token, stage_token); }
+        if (group0 + STAGE_GROUPS < groups) {
+            for (var s = 0u; s < STAGE_GROUPS; s++) {
+                next[s] = fetch(group0 + STAGE_GROUPS + s, groups, stages_row, stage_row, stages_token, stage_token);
+            }
+        }
 
-        let we0 = w_even[tr];
-        let wo0 = w_odd[tr];
-        let we1 = w_even[tr + ROW_LANES];
-        let wo1 = w_odd[tr + ROW_LANES];
-        let we2 = w_even[tr + 2u * ROW_LANES];
-        let wo2 = w_odd[tr + 2u * ROW_LANES];
-        let we3 = w_even[tr + 3u * ROW_LANES];
-        let wo3 = w_odd[tr + 3u * ROW_LANES];
-        let scale = vec4<f32>(w_scale_min[tr].x, w_scale_min[tr + ROW_LANES].x,
-                              w_scale_min[tr + 2u * ROW_LANES].x, w_scale_min[tr + 3u * ROW_LANES].x);
-        let min = vec4<f32>(w_scale_min[tr].y, w_scale_min[tr + ROW_LANES].y,
-                            w_scale_min[tr + 2u * ROW_LANES].y, w_scale_min[tr + 3u * ROW_LANES].y);
-        for (var j = 0u; j < TOKENS_PER_THREAD; j++) {
-            let t = tt + TOKEN_LANES * j;
-            let xe = x_even[t];
-            let xo = x_odd[t];
-            let xs = x_scale_sum[t];
-            let q = vec4<f32>(dot32_float(we0, wo0, xe, xo), dot32_float(we1, wo1, xe, xo),
-                              dot32_float(we2, wo2, xe, xo), dot32_float(we3, wo3, xe, xo));
-            acc[j] += scale * xs.x * q + min * xs.y;
+        for (var s = 0u; s < STAGE_GROUPS; s++) {
+            let w = s * TILE_ROWS + tr;
+            let we0 = w_even[w];
+            let wo0 = w_odd[w];
+            let we1 = w_even[w + ROW_LANES];
+            let wo1 = w_odd[w + ROW_LANES];
+            let we2 = w_even[w + 2u * ROW_LANES];
+            let wo2 = w_odd[w + 2u * ROW_LANES];
+            let we3 = w_even[w + 3u * ROW_LANES];
+            let wo3 = w_odd[w + 3u * ROW_LANES];
+            let scale = vec4<f32>(w_scale_min[w].x, w_scale_min[w + ROW_LANES].x,
+                                  w_scale_min[w + 2u * ROW_LANES].x, w_scale_min[w + 3u * ROW_LANES].x);
+            let min = vec4<f32>(w_scale_min[w].y, w_scale_min[w + ROW_LANES].y,
+                                w_scale_min[w + 2u * ROW_LANES].y, w_scale_min[w + 3u * ROW_LANES].y);
+            for (var j = 0u; j < TOKENS_PER_THREAD; j++) {
+                let t = s * TILE_TOKENS + tt + TOKEN_LANES * j;
+                let xe = x_even[t];
+                let xo = x_odd[t];
+                let xs = x_scale_sum[t];
+                let q = vec4<f32>(dot32_float(we0, wo0, xe, xo), dot32_float(we1, wo1, xe, xo),
+                                  dot32_float(we2, wo2, xe, xo), dot32_float(we3, wo3, xe, xo));
+                acc[j] += scale * xs.x * q + min * xs.y;
+            }
         }
     }
 

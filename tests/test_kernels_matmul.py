@@ -582,7 +582,8 @@ def test_matmul_smollm2_ffn_up_real_shape(ctx, rng):
 
 
 def run_matmul_q4_int8(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | None = None, capacity: int | None = None,
-                       tokens_per_thread: int = 8, max_bytes: int | None = None, row_lanes: int = 32) -> np.ndarray:
+                       tokens_per_thread: int = 8, max_bytes: int | None = None, row_lanes: int = 32,
+                       stage_groups: int = 1) -> np.ndarray:
     """quantize_int8 once, then matmul_q4_int8 per row block, as the model's prefill graph runs them;
     x's buffer and y are [capacity, ...] and poisoned with NaN past n_tokens."""
     n_tokens = x.shape[0]
@@ -606,37 +607,41 @@ def run_matmul_q4_int8(ctx, w: PackedWeight, x: np.ndarray, y0: np.ndarray | Non
         workgroups = (-(-block.rows // (4 * row_lanes)), -(-n_tokens // (8 * tokens_per_thread)), 1)
         dispatches.append(ctx.dispatch("matmul_q4_int8", buffers, workgroups, weights=w.layout,
                                        ACCUMULATE=y0 is not None, TOKENS_PER_THREAD=tokens_per_thread,
-                                       ROW_LANES=row_lanes))
+                                       ROW_LANES=row_lanes, STAGE_GROUPS=stage_groups))
     ctx.run(dispatches)
     return ctx.read(y, np.float32, capacity * w.rows).reshape(capacity, w.rows)
 
 
-@pytest.mark.parametrize("row_lanes, tokens_per_thread", [(32, 8), (32, 4), (16, 8), (16, 4)])
+@pytest.mark.parametrize("row_lanes, tokens_per_thread, stage_groups", [(32, 8, 1), (32, 4, 2), (16, 8, 4), (16, 4, 1),
+                                                                     (32, 8, 4), (16, 8, 2)])
 @pytest.mark.parametrize("n_tokens", [7, 45, 100])
 @pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
-def test_matmul_q4_int8_matches_numpy(ctx, rng, qtype, n_tokens, row_lanes, tokens_per_thread):
+def test_matmul_q4_int8_matches_numpy(ctx, rng, qtype, n_tokens, row_lanes, tokens_per_thread, stage_groups):
     """rows 203 (the second row tile partly past the end), 7, 45 or 100 tokens (100 spans token
     tiles of 32 and 64), one group all zeros (d = 0) and one scaled far up in every token; rows of y
-    past n_tokens stay NaN. 16 lanes a row: row tiles of 64 (the fourth partly past the end)."""
+    past n_tokens stay NaN. 16 lanes a row: row tiles of 64 (the fourth partly past the end).
+    Stages of 2 or 4 groups over an odd number of groups: the last stage partly past the columns."""
     rows, cols, capacity = 203, odd_width(qtype), 128
     w = random_weight(rng, qtype, rows, cols)
     x = rng.standard_normal((n_tokens, cols)).astype(np.float32)
     x[:, 32:64] = 0.0
     x[:, 64:96] *= 1000.0
-    y = run_matmul_q4_int8(ctx, w, x, capacity=capacity, tokens_per_thread=tokens_per_thread, row_lanes=row_lanes)
+    y = run_matmul_q4_int8(ctx, w, x, capacity=capacity, tokens_per_thread=tokens_per_thread, row_lanes=row_lanes,
+                           stage_groups=stage_groups)
     for t in range(n_tokens):
         check_int8_matvec(y[t], w, x[t])
     assert np.isnan(y[n_tokens:]).all(), "the kernel wrote past step.n_tokens"
 
 
-@pytest.mark.parametrize("row_lanes", [32, 16])
-def test_matmul_q4_int8_accumulates_into_row_blocks(ctx, rng, row_lanes):
+@pytest.mark.parametrize("row_lanes, stage_groups", [(32, 1), (16, 2), (32, 4)])
+def test_matmul_q4_int8_accumulates_into_row_blocks(ctx, rng, row_lanes, stage_groups):
     """W as row blocks of 70 rows, ACCUMULATE: block b adds to columns row_offset.. of [tokens, rows]."""
     rows, cols, n_tokens = 200, 1024, 37
     w = random_weight(rng, QT.Q4_0, rows, cols)
     x = rng.standard_normal((n_tokens, cols)).astype(np.float32) * 3
     y0 = rng.standard_normal((n_tokens, rows)).astype(np.float32) * 10
-    y = run_matmul_q4_int8(ctx, w, x, y0, max_bytes=70 * (w.codes.nbytes // rows), row_lanes=row_lanes)
+    y = run_matmul_q4_int8(ctx, w, x, y0, max_bytes=70 * (w.codes.nbytes // rows), row_lanes=row_lanes,
+                           stage_groups=stage_groups)
     for t in range(n_tokens):
         check_int8_matvec(y[t], w, x[t], y0[t])
 

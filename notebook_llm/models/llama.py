@@ -98,6 +98,9 @@ INT8_MATVEC_TARGET_WORKGROUPS = 192
 # profile, see benchmarks/results/2026-12-07-nvidia-h100-s9-B-ab.txt).
 INT8_MATMUL_NARROW_BELOW_ROWS = 8192
 INT8_MATMUL_WIDE_TOKENS_PER_THREAD = 4
+# Groups of 32 columns matmul_q4_int8.wgsl stages between one pair of barriers (1, 2 or 4).
+# Not yet timed on a GPU (benchmarks/device_ab.sh prefill A/Bs it).
+INT8_MATMUL_STAGE_GROUPS = 1
 INT8_QUANTIZE_WORKGROUP = 64  # kernels/quantize_int8.wgsl: groups of 32 columns a workgroup
 # The FFN middle is recomputed by every lane of matvec.wgsl that reads the input: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
@@ -484,7 +487,8 @@ class LlamaModel:
             dispatches.append(c.dispatch(
                 "matmul_q4_int8", [b.codes, b.scales, *quantized, y, shape, self.step],
                 (-(-b.rows // (4 * row_lanes)), 0, 1), weights=b.layout, ACCUMULATE=accumulate,
-                TOKENS_PER_THREAD=tokens_per_thread, ROW_LANES=row_lanes, tokens_per_workgroup=8 * tokens_per_thread))
+                TOKENS_PER_THREAD=tokens_per_thread, ROW_LANES=row_lanes, STAGE_GROUPS=INT8_MATMUL_STAGE_GROUPS,
+                tokens_per_workgroup=8 * tokens_per_thread))
         return dispatches
 
     def _embed(self) -> list[Dispatch]:
