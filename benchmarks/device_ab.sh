@@ -4,7 +4,7 @@
 # gguf importable; the Vulkan loader and driver present); results under $OUT.
 #
 #   bash benchmarks/device_ab.sh decode-loop   # readback path, steps recorded ahead, recorder threads
-#   bash benchmarks/device_ab.sh attention     # split attention's chunk at depth 1024
+#   bash benchmarks/device_ab.sh attention     # split attention's chunk at depth 1024, its lanes a key
 #   bash benchmarks/device_ab.sh int8          # the rmsnorm scale deferred in the int8 matvec (B); INT8_MATVEC_MIN_WEIGHTS for D
 #   bash benchmarks/device_ab.sh prefill       # B at 512 tokens (prefill split, kernel profile) + matmul sweep
 #
@@ -36,8 +36,10 @@ case "${1:-}" in
     ab engine.recording.RECORDER_THREADS 1,2 170 -- --shapes A,B --depths 0 --prompt-tokens 64 --decode-tokens 128
     ;;
   attention)
-    ggufs A,D
-    ab ATTENTION_CHUNK 256,128,64 500 -- --shapes A,D --depths 1024 --prompt-tokens 64 --decode-tokens 64
+    ggufs A,B,D
+    ab ATTENTION_CHUNK 256,128,64 300 -- --shapes A,D --depths 1024 --prompt-tokens 64 --decode-tokens 64
+    # lanes a key in attention_split's scores (64: one lane a key, four keys a thread; 4: the model's)
+    ab SPLIT_ATTENTION_LANE_COLUMNS 64,4,2 250 -- --shapes B --depths 0,1024 --prompt-tokens 64 --decode-tokens 128
     ;;
   int8)
     ggufs B,D

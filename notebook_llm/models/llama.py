@@ -49,7 +49,9 @@ MATMUL_WIDE_TILES_MIN_DIM = 768
 MATVEC_WORKGROUP = 256  # kernels/matvec.wgsl: rows per workgroup × threads per row
 MAX_HEAD_DIM = 256  # kernels/attention.wgsl and rope_kv_write.wgsl hold one head in workgroup memory
 ATTENTION_CHUNK = 256  # decode: keys per workgroup of kernels/attention_split.wgsl
-SPLIT_ATTENTION_LANE_COLUMNS = 4  # attention_split.wgsl: a key's vec4 columns a lane scores (so its lanes a key)
+# attention_split.wgsl: vec4 columns of a key a lane scores, which sets the lanes a key (8 at head_dim
+# 128). Session 10, not yet timed on a GPU (benchmarks/device_one_call.sh A/Bs 64: one lane a key).
+SPLIT_ATTENTION_LANE_COLUMNS = 4
 TILED_ATTENTION_ROWS = 16  # kernels/attention_tiled.wgsl: (query, head) rows a workgroup
 TILED_ATTENTION_MAX_HEAD_DIM = 128
 TILED_ATTENTION_SMALL_HEAD_KEYS = 32  # keys a tile where head_dim <= 64 (16 or 32; 16 beyond 64)
