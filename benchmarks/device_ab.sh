@@ -58,6 +58,7 @@ case "${1:-}" in
     ab TILED_ATTENTION_SMALL_HEAD_KEYS 16,32 150 -- --shapes B --depths 0 --prompt-tokens 512 --decode-tokens 16
     # matmul_q4_int8's groups staged between a pair of barriers (session 10, untimed on a GPU)
     ab INT8_MATMUL_STAGE_GROUPS 1,2,4 220 -- --shapes B --depths 0 --prompt-tokens 512 --decode-tokens 16
+    ab INT8_PREFILL_FUSED_QUANTIZE True,False 150 -- --shapes B --depths 0 --prompt-tokens 512 --decode-tokens 16
     ;;
   *) echo "usage: $0 decode-loop | attention | int8 | prefill" >&2; exit 2 ;;
 esac

@@ -13,8 +13,8 @@
 #          deferred rmsnorm scale of the int8 matvec;
 #   ~150 s C (8B shape) decode at depths 0 and 1024 (the bandwidth target) with the default code;
 #   ~300 s llama-bench on B, then ours on B with --peer-json (the decode and prefill ratios);
-#   ~400 s B prefill A/Bs while time lasts: the int8 matmul's stage depth, attention_tiled's key
-#          tile, the FFN-down tile.
+#   ~400 s B prefill A/Bs while time lasts: the int8 matmul's stage depth, int8 inputs written by
+#          the norms and the SwiGLU middle, attention_tiled's key tile, the FFN-down tile.
 # Each A/B keeps its runs' full outputs (profiles, step splits) under $OUT/ab-NAME/.
 # Environment: OUT (/tmp/out), LIMIT (seconds for the whole call, 585).
 set -uo pipefail
@@ -77,6 +77,7 @@ timeout 80 python3 -m benchmarks.run --shapes B --gguf-dir "$GGUF" --synthetic-o
 echo "B rc=$? at $(elapsed) s"; sed -n 1,14p "$OUT/B.txt"; grep -A6 "prefill chunk by kernel" "$OUT/B.txt"
 
 ab INT8_MATMUL_STAGE_GROUPS 1,2,4 120 -- "${prefill_b[@]}"
+ab INT8_PREFILL_FUSED_QUANTIZE True,False 80 -- "${prefill_b[@]}"
 ab TILED_ATTENTION_SMALL_HEAD_KEYS 16,32 80 -- "${prefill_b[@]}"
 ab INT8_MATMUL_WIDE_TOKENS_PER_THREAD 8,4 80 -- "${prefill_b[@]}"
 echo "done at $(elapsed) s"

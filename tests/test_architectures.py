@@ -172,15 +172,18 @@ INT8_LOGIT_BOUND = 8e-2
     "ffn_gate": Q.Q4_0, "ffn_up": Q.Q4_1, "ffn_down": Q.Q4_0}), GEMMA3_OPTIONS | dict(types={
     "attn_q": Q.Q4_0, "attn_k": Q.Q4_0, "attn_v": Q.Q4_0, "attn_output": Q.Q4_K, "ffn_gate": Q.Q4_1,
     "ffn_up": Q.Q4_1, "ffn_down": Q.Q4_K})], ids=["llama_q4", "gemma3_q4_k"])
-def test_int8_decode_and_prefill_stay_near_numpy(ctx, tmp_path, rng, options):
+@pytest.mark.parametrize("fused_quantize", [True, False], ids=["int8-writing-norms", "quantize-kernel"])
+def test_int8_decode_and_prefill_stay_near_numpy(ctx, tmp_path, rng, monkeypatch, options, fused_quantize):
     """Every 4-bit matrix of the decode graph through the int8 kernel (a real model's take it from
     8M weights) and of the prefill graph through matmul_q4_int8: the greedy trace's logits and
-    prefill's logits at every position against the float64 reference."""
+    prefill's logits at every position against the float64 reference. Prefill's int8 inputs come
+    from the norms and the SwiGLU middle themselves (rmsnorm_int8, silu_mul_int8) or from
+    quantize_int8 after float ones (INT8_PREFILL_FUSED_QUANTIZE)."""
     path = write_tiny_model(tmp_path / "tiny.gguf", seed=int(rng.integers(2**31)), **options)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(llama, "INT8_MATVEC_MIN_WEIGHTS", 0)
-        patch.setattr(llama, "FUSED_FFN_MAX_WEIGHTS", 0)  # as a big model: fused only into the int8 kernel
-        model = LlamaModel(ctx, GGUFModelFile(path), CONTEXT_WINDOW, CHUNK, fused_decode=True)
+    monkeypatch.setattr(llama, "INT8_MATVEC_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(llama, "FUSED_FFN_MAX_WEIGHTS", 0)  # as a big model: fused only into the int8 kernel
+    monkeypatch.setattr(llama, "INT8_PREFILL_FUSED_QUANTIZE", fused_quantize)  # read as prefill graphs are built
+    model = LlamaModel(ctx, GGUFModelFile(path), CONTEXT_WINDOW, CHUNK, fused_decode=True)
     int8_labels = [d.label for d in model.decode_graph if d.label.startswith("matvec_q4_int8")]
     assert len(int8_labels) >= 4 * model.config.n_layer  # QKV, output, FFN up and down
     assert sum(label.endswith("_mul") for label in int8_labels) == model.config.n_layer  # the FFN middle inside
@@ -192,6 +195,11 @@ def test_int8_decode_and_prefill_stay_near_numpy(ctx, tmp_path, rng, options):
     assert max(errors) < INT8_LOGIT_BOUND
     prefill_labels = [d.label for d in model.prefill_graph(len(prompt))]
     assert sum(label.startswith("matmul_q4_int8") for label in prefill_labels) >= 4 * model.config.n_layer
+    silu = model.config.ffn_activation == "silu"
+    fused = {"rmsnorm_int8": 2 * model.config.n_layer if fused_quantize else 0,
+             "silu_mul_int8": model.config.n_layer if fused_quantize and silu else 0,
+             "quantize_int8": model.config.n_layer * (1 + (not silu) if fused_quantize else 4)}
+    assert {name: prefill_labels.count(name) for name in fused} == fused
     assert not any(label.startswith("matmul_q4") for label in prefill_labels if "int8" not in label)
     prefill = model.forward_logits(prompt)
     reference = numpy_llama_logits(path, prompt, context_window=CONTEXT_WINDOW)

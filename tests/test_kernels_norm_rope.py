@@ -1,4 +1,5 @@
-"""RMSNorm, RoPE + KV-cache write, SiLU·up and GELU·up kernels against numpy float64 written from the formulas."""
+"""RMSNorm, RoPE + KV-cache write, SiLU·up and GELU·up kernels (and the int8-writing variants of RMSNorm
+and SiLU·up) against numpy float64 written from the formulas."""
 
 from __future__ import annotations
 
@@ -226,6 +227,71 @@ def test_silu_mul_stays_finite_for_gates_of_plus_minus_100(ctx, rng):
     assert np.all(np.isfinite(out))
     # silu(g)·up is g·up for g >= 88 and below 1e-30 in magnitude for g <= -88.
     np.testing.assert_allclose(out[0], np.where(gate > 0, gate * up, 0.0), rtol=1e-6, atol=1e-30)
+
+
+# -- rmsnorm and silu * up writing int8 (quantize_int8.wgsl's format, for matmul_q4_int8) -----
+
+
+def int8_buffers(ctx, n_tokens: int, cols: int):
+    """x_codes and x_scales for n_tokens rows of cols values, poisoned (NaN scales, 0xFF.. codes)."""
+    codes, scales = ctx.empty(n_tokens * cols), ctx.empty(n_tokens * cols // 32 * 8)
+    ctx.fill(codes)
+    ctx.fill(scales)
+    return codes, scales
+
+
+def read_int8_rows(ctx, codes, scales, n_tokens: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(q [n_tokens, cols] as integers, d and sum [n_tokens, groups]) from quantize_int8.wgsl's
+    layout: per token and group, four even words (values 8j, 8j+2, 8j+4, 8j+6 as bytes) then four
+    odd ones (8j+1, ..., 8j+7)."""
+    groups = cols // 32
+    raw = ctx.read(codes, np.int8, n_tokens * cols).reshape(n_tokens, groups, 2, 4, 4)  # [t, g, even/odd, j, byte]
+    q = np.empty((n_tokens, groups, 4, 8), np.int64)  # [t, g, j, value 8j + k]
+    q[..., 0::2] = raw[:, :, 0]
+    q[..., 1::2] = raw[:, :, 1]
+    d_sum = ctx.read(scales, np.float32, n_tokens * groups * 2).reshape(n_tokens, groups, 2)
+    return q.reshape(n_tokens, cols), d_sum[..., 0], d_sum[..., 1]
+
+
+def check_int8_rows(q: np.ndarray, d: np.ndarray, sums: np.ndarray, ref: np.ndarray, tolerance: float):
+    """The rows as rounded to int8 per 32 values: d = max|group| / 127, q = round(value / d) (a
+    near tie either way), sum over the unrounded values; `tolerance` relative, from the float32 ops."""
+    n_tokens, cols = ref.shape
+    groups = ref.reshape(n_tokens, cols // 32, 32)
+    np.testing.assert_allclose(d, np.abs(groups).max(axis=-1) / 127, rtol=tolerance)
+    assert np.all(np.abs(sums - groups.sum(axis=-1)) <= tolerance * np.abs(groups).sum(axis=-1)), "group sums"
+    scaled = groups / np.where(d > 0, d, 1.0)[..., None]
+    off = np.abs(q.reshape(groups.shape) - scaled)
+    assert np.all(off <= 0.5 + 1e-3), f"q off by {off.max()} from value / d"
+
+
+@pytest.mark.parametrize("n_tokens, dim", [(1, 576), (5, 2048), (3, 9216)])  # 9216: more groups than threads
+def test_rmsnorm_int8_matches_numpy(ctx, rng, n_tokens, dim):
+    x = (rng.standard_normal((n_tokens, dim)) * 3).astype(np.float32)
+    x[0, :32] = 0.0  # an all-zero group after the norm: d = 0, q = 0
+    weight = rng.uniform(0.5, 1.5, dim).astype(np.float32)
+    codes, scales = int8_buffers(ctx, n_tokens, dim)
+    params = ctx.uniform(struct.pack("<IfII", dim, 1e-5, 0, 0))
+    ctx.run([ctx.dispatch("rmsnorm_int8", [ctx.buffer(x), ctx.buffer(weight), codes, scales, params,
+                                           step_uniform(ctx, n_tokens)], n_tokens)])
+    q, d, sums = read_int8_rows(ctx, codes, scales, n_tokens, dim)
+    check_int8_rows(q, d, sums, rmsnorm_reference(x, weight, 1e-5), 1e-5)
+    assert np.all(q[0, :32] == 0) and d[0, 0] == 0
+
+
+@pytest.mark.parametrize("n_tokens, ffn", [(1, 1536), (6, 8192), (2, 2080)])  # 2080: 65 groups, a second workgroup
+def test_silu_mul_int8_matches_numpy(ctx, rng, n_tokens, ffn):
+    gate_up = (rng.standard_normal((n_tokens, 2 * ffn)) * 4).astype(np.float32)
+    gate_up[-1, 64:96] = -1000.0  # silu(g) ~ 0: a group of zeros
+    codes, scales = int8_buffers(ctx, n_tokens, ffn)
+    params = ctx.uniform(struct.pack("<IIII", ffn, 0, 0, 0))
+    ctx.run([ctx.dispatch("silu_mul_int8", [ctx.buffer(gate_up), codes, scales, params, step_uniform(ctx, n_tokens)],
+                          (-(-ffn // (32 * 64)), n_tokens))])
+    q, d, sums = read_int8_rows(ctx, codes, scales, n_tokens, ffn)
+    with np.errstate(over="ignore"):  # exp(1000) in the reference: silu(-1000) = -0
+        reference = silu_mul_reference(gate_up)
+    check_int8_rows(q, d, sums, reference, 1e-5)
+    assert np.all(q[-1, 64:96] == 0) and d[-1, 2] == 0
 
 
 # -- gelu * up -------------------------------------------------------------------------------

@@ -103,7 +103,12 @@ INT8_MATMUL_WIDE_TOKENS_PER_THREAD = 4
 # Groups of 32 columns matmul_q4_int8.wgsl stages between one pair of barriers (1, 2 or 4).
 # Not yet timed on a GPU (benchmarks/device_ab.sh prefill A/Bs it).
 INT8_MATMUL_STAGE_GROUPS = 1
-INT8_QUANTIZE_WORKGROUP = 64  # kernels/quantize_int8.wgsl: groups of 32 columns a workgroup
+INT8_QUANTIZE_WORKGROUP = 64  # kernels/quantize_int8.wgsl, silu_mul_int8.wgsl: groups of 32 columns a workgroup
+# Prefill's norm before an int8 matmul and its SwiGLU middle before an int8 down projection write the
+# matmul's int8 input themselves (kernels/rmsnorm_int8.wgsl, silu_mul_int8.wgsl): three dispatches a
+# layer fewer and no float copy of those inputs (H100, session 9's B chunk: the 48 quantize_int8
+# dispatches they replace took ~0.46 ms of 23.4, silu_mul 0.39). Not yet timed on a GPU.
+INT8_PREFILL_FUSED_QUANTIZE = True
 # The FFN middle is recomputed by every lane of matvec.wgsl that reads the input: one activation per
 # weight read. That is free next to the dispatch it saves on small models and a measured loss on
 # big ones (Llama-3.1-8B shape on an H200: +1.3 ms a step), so only matrices up to this many
@@ -429,16 +434,22 @@ class LlamaModel:
         computed it (8-bit inputs move SmolLM2's log-probabilities by tenths of a nat)."""
         return self.int8_matmul and all(self._int8_block(b, m.cols) for b in m.blocks)
 
+    def _prefill_int8_input(self, m: GpuMatrix) -> bool:
+        """Whether prefill's producer of `m`'s input (its norm, the FFN middle) writes it as the int8
+        matmul's input directly."""
+        return INT8_PREFILL_FUSED_QUANTIZE and self._takes_int8_matmul(m) and m.cols % 32 == 0
+
     def _int8_block(self, b: MatrixBlock, cols: int) -> bool:
         return self.int8_matvec and b.layout in INT8_MATVEC_LAYOUTS and b.rows * cols >= INT8_MATVEC_MIN_WEIGHTS
 
-    def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False,
+    def _linear(self, m: GpuMatrix, x: wgpu.GPUBuffer | None, y: wgpu.GPUBuffer, decode: bool, accumulate: bool = False,
                 prologue: str | None = None, prologue_buffers: tuple = ()) -> list[Dispatch]:
         """y (+)= in · Wᵀ: matvec for one token, matmul for a chunk (workgroups set per chunk);
         one dispatch per row block of W. Decode only: `prologue` makes `in` rmsnorm(x) · norm
         ("rmsnorm", buffers norm and its params), the FFN middle of x = [gate; up] ("silu_mul",
         "gelu_mul") or the merge of x = split attention's partials ("attention_combine", buffers
-        attention params, chunk count, step); else in = x."""
+        attention params, chunk count, step); else in = x. Prefill with x None: the int8 matmul's
+        input is already in x_int8_codes / x_int8_scales (_prefill_int8_input)."""
         if not decode and self._takes_int8_matmul(m):
             return self._int8_matmul(m, x, y, accumulate)
         dispatches = []
@@ -477,12 +488,13 @@ class LlamaModel:
                 ))
         return dispatches
 
-    def _int8_matmul(self, m: GpuMatrix, x: wgpu.GPUBuffer, y: wgpu.GPUBuffer, accumulate: bool) -> list[Dispatch]:
-        """Prefill's y (+)= x · Wᵀ for a 4-bit W: x rounded to int8 once, then one dispatch a row block."""
+    def _int8_matmul(self, m: GpuMatrix, x: wgpu.GPUBuffer | None, y: wgpu.GPUBuffer, accumulate: bool) -> list[Dispatch]:
+        """Prefill's y (+)= x · Wᵀ for a 4-bit W: x rounded to int8 once (unless x is None: already
+        rounded by its producer), then one dispatch a row block."""
         c = self.ctx
         quantized = [self.x_int8_codes, self.x_int8_scales]
-        dispatches = [c.dispatch("quantize_int8", [x, *quantized, self._shape(m.rows, m.cols), self.step],
-                                 (-(-m.cols // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1))]
+        dispatches = [] if x is None else [c.dispatch("quantize_int8", [x, *quantized, self._shape(m.rows, m.cols), self.step],
+                                                      (-(-m.cols // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1))]
         for b in m.blocks:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
             row_lanes, tokens_per_thread = _int8_matmul_tile(b.rows, m.cols)
@@ -579,6 +591,10 @@ class LlamaModel:
         """y = rmsnorm(residual) · norm · Wᵀ: the norm fused into the matvec in decode, its own dispatch in prefill."""
         if decode and self.fused_prologues:
             return self._linear(m, self.x, y, decode, prologue="rmsnorm", prologue_buffers=(norm, self.norm_params))
+        if not decode and self._prefill_int8_input(m):
+            return [self.ctx.dispatch("rmsnorm_int8", [self.x, norm, self.x_int8_codes, self.x_int8_scales, self.norm_params,
+                                                       self.step], (0, 1, 1), **self.row_kernel_workgroup),
+                    *self._linear(m, None, y, decode)]
         return [self.ctx.dispatch("rmsnorm", [self.x, norm, self.x_norm, self.norm_params, self.step], (0, 1, 1), **self.row_kernel_workgroup),
                 *self._linear(m, self.x_norm, y, decode)]
 
@@ -588,11 +604,15 @@ class LlamaModel:
         small = cfg.dim * cfg.ffn_dim <= FUSED_FFN_MAX_WEIGHTS
         if decode and self.fused_prologues and (small or self.broadcast_matvec or self._takes_int8(layer["ffn_down"])):
             return self._residual_add(layer["ffn_down"], self.gate_up, layer["post_ffw_norm"], decode, prologue=middle)
+        if not decode and middle == "silu_mul" and self._prefill_int8_input(layer["ffn_down"]):
+            return [self.ctx.dispatch("silu_mul_int8", [self.gate_up, self.x_int8_codes, self.x_int8_scales, self.ffn_params,
+                                                        self.step], (-(-cfg.ffn_dim // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1)),
+                    *self._residual_add(layer["ffn_down"], None, layer["post_ffw_norm"], decode)]
         return [self.ctx.dispatch(middle, [self.gate_up, self.ffn_hidden, self.ffn_params, self.step],
                                   (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
                 *self._residual_add(layer["ffn_down"], self.ffn_hidden, layer["post_ffw_norm"], decode)]
 
-    def _residual_add(self, block_linear: GpuMatrix, x: wgpu.GPUBuffer, post_norm: wgpu.GPUBuffer | None,
+    def _residual_add(self, block_linear: GpuMatrix, x: wgpu.GPUBuffer | None, post_norm: wgpu.GPUBuffer | None,
                       decode: bool, prologue: str | None = None, prologue_buffers: tuple = ()) -> list[Dispatch]:
         """residual += x · Wᵀ (fused into the projection's epilogue), or with a post norm (Gemma):
         block_out = x · Wᵀ, then residual += rmsnorm(block_out) · post_norm."""
