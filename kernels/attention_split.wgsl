@@ -28,7 +28,7 @@
 // short (65 keys at position 64), so the time is the latency of each thread's chain of loads: with
 // one key a thread (before), head_dim / 16 dependent rounds of loads for every key; now each lane
 // has 4 · COLS_PER_LANE independent loads in flight and a pass covers 4 · 256 / THREADS_PER_ROW
-// keys (all 65 at head_dim 128). The maximum is reduced as a tree; then the threads form
+// keys (all 65 at head_dim 128). The maximum is a `workgroup_max` (subgroup maxima, one barrier); then the threads form
 // 256 / (head_dim / 4) slices of head_dim / 4 threads, thread (slice, c) summing value columns
 // 4c..4c+3 over the chunk's keys j with j % slices == slice, four keys in flight; slices are summed
 // at the end. (H200, SmolLM2 shape at position 64: ~20 µs a dispatch with 64 threads and one
@@ -71,7 +71,6 @@ var<workgroup> q_head: array<vec4<f32>, MAX_HEAD_VEC4>;
 var<workgroup> k_new: array<vec4<f32>, MAX_HEAD_VEC4>;  // key and value p, in the chunk holding p
 var<workgroup> v_new: array<vec4<f32>, MAX_HEAD_VEC4>;
 var<workgroup> scores: array<f32, 1024>;
-var<workgroup> reduce: array<f32, WORKGROUP>;
 var<workgroup> partial_acc: array<vec4<f32>, WORKGROUP>;
 var<workgroup> partial_sum: array<f32, WORKGROUP>;
 
@@ -161,13 +160,7 @@ fn main(inv: Invocation) {
             }
         }
     }
-    reduce[lid] = m_thread;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) { reduce[lid] = max(reduce[lid], reduce[lid + stride]); }
-        workgroupBarrier();
-    }
-    let m = reduce[0];
+    let m = workgroup_max(m_thread, inv);  // also makes the scores visible to all
     for (var i = lid; i < n; i += WORKGROUP) { scores[i] = exp(scores[i] - m); }
     workgroupBarrier();
 

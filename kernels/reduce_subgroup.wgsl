@@ -6,8 +6,9 @@
 // memory. Replaces reduce_workgroup.wgsl's log2(THREADS_PER_ROW) barrier rounds: H200, SmolLM2's
 // FFN up matrix 5.8 → 4.5 µs a dispatch, Llama-3.1-8B's QKV 14.9 → 13.5 µs (benchmarks/matvec_sweep.py).
 // `workgroup_total` sums one value over the workgroup (the rmsnorm input prologue): a subgroupAdd,
-// then the subgroups' sums through workgroup memory, one barrier.
-// The kernel declares WORKGROUP and THREADS_PER_ROW; every invocation must reach both functions.
+// then the subgroups' sums through workgroup memory, one barrier; `workgroup_max` likewise takes
+// its maximum (split attention's scores).
+// The kernel declares WORKGROUP and THREADS_PER_ROW; every invocation must reach these functions.
 
 struct Invocation {
     @builtin(local_invocation_index) index: u32,
@@ -33,7 +34,7 @@ fn row_total(partial: vec4<f32>, inv: Invocation) -> vec4<f32> {
     return total;
 }
 
-var<workgroup> subgroup_sums: array<f32, WORKGROUP>;  // one per subgroup
+var<workgroup> subgroup_sums: array<f32, WORKGROUP>;  // one per subgroup (sums or maxima)
 
 // The sum of `value` over the workgroup, returned to every invocation.
 fn workgroup_total(value: f32, inv: Invocation) -> f32 {
@@ -44,4 +45,15 @@ fn workgroup_total(value: f32, inv: Invocation) -> f32 {
     for (var i = 0u; i < WORKGROUP / inv.subgroup_size; i++) { total += subgroup_sums[i]; }
     workgroupBarrier();  // all have read before the array is reused
     return total;
+}
+
+// The maximum of `value` over the workgroup, returned to every invocation.
+fn workgroup_max(value: f32, inv: Invocation) -> f32 {
+    let subgroup_largest = subgroupMax(value);
+    if (inv.index % inv.subgroup_size == 0u) { subgroup_sums[inv.index / inv.subgroup_size] = subgroup_largest; }
+    workgroupBarrier();
+    var largest = subgroup_sums[0];
+    for (var i = 1u; i < WORKGROUP / inv.subgroup_size; i++) { largest = max(largest, subgroup_sums[i]); }
+    workgroupBarrier();  // all have read before the array is reused
+    return largest;
 }

@@ -1,8 +1,8 @@
 // Reductions of the matrix-vector kernels, without subgroups: the THREADS_PER_ROW lanes of a row
 // (consecutive invocations) add their partial sums through workgroup memory, a tree of
 // log2(THREADS_PER_ROW) barrier rounds; `workgroup_total` sums one value over the whole workgroup
-// (the rmsnorm input prologue). The kernel declares WORKGROUP and THREADS_PER_ROW; both functions
-// must be reached by every invocation (they have barriers).
+// (the rmsnorm input prologue), `workgroup_max` its maximum (split attention). The kernel declares
+// WORKGROUP and THREADS_PER_ROW; the functions must be reached by every invocation (they have barriers).
 
 struct Invocation {
     @builtin(local_invocation_index) index: u32,
@@ -37,4 +37,17 @@ fn workgroup_total(value: f32, inv: Invocation) -> f32 {
     let total = workgroup_partials[0];
     workgroupBarrier();  // all have read before the array is reused
     return total;
+}
+
+// The maximum of `value` over the workgroup, returned to every invocation.
+fn workgroup_max(value: f32, inv: Invocation) -> f32 {
+    workgroup_partials[inv.index] = value;
+    workgroupBarrier();
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if (inv.index < stride) { workgroup_partials[inv.index] = max(workgroup_partials[inv.index], workgroup_partials[inv.index + stride]); }
+        workgroupBarrier();
+    }
+    let largest = workgroup_partials[0];
+    workgroupBarrier();  // all have read before the array is reused
+    return largest;
 }
