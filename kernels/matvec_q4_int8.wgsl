@@ -18,7 +18,9 @@
 //           5.. the prologue's.
 // Mapping: WORKGROUP / THREADS_PER_ROW lane groups of THREADS_PER_ROW lanes; each computes
 // ROWS_PER_THREAD consecutive rows, its lanes striding over the groups; lanes meet in
-// `//!include reduce`. The input is staged CHUNK_GROUPS groups at a time, one invocation a group.
+// `//!include reduce`. The input is staged CHUNK_GROUPS groups at a time, invocation i staging groups
+// i and i + WORKGROUP of a chunk (the model stages a whole input of up to 512 groups at once: one
+// pair of barriers, and the staging arrays no larger than the input).
 // Tested by tests/test_kernels_matmul.py against numpy float64 (the quantized algorithm exactly, and
 // the unquantized product within the rounding's bound).
 
@@ -37,7 +39,7 @@ const WORKGROUP: u32 = 256u;
 override ACCUMULATE: bool = false;
 override THREADS_PER_ROW: u32 = 16u;
 override ROWS_PER_THREAD: u32 = 4u;  // 1, 2 or 4
-override CHUNK_GROUPS: u32 = 256u;  // at most WORKGROUP (tests lower it to cross chunks)
+override CHUNK_GROUPS: u32 = 256u;  // at most 2 · WORKGROUP (tests lower it to cross chunks)
 // Take the prologue's input unscaled and scale the sums instead (`//!include input_unscaled`;
 // rmsnorm: no pass over x and no barrier before staging). Int8 rounding is the same either way.
 override DEFER_INPUT_SCALE: bool = true;
@@ -45,9 +47,9 @@ override DEFER_INPUT_SCALE: bool = true;
 //!include input
 //!include reduce
 
-var<workgroup> staged_even: array<vec4<u32>, WORKGROUP>;
-var<workgroup> staged_odd: array<vec4<u32>, WORKGROUP>;
-var<workgroup> staged_scale_sum: array<vec2<f32>, WORKGROUP>;  // (d, sum(in)) of each group
+var<workgroup> staged_even: array<vec4<u32>, CHUNK_GROUPS>;
+var<workgroup> staged_odd: array<vec4<u32>, CHUNK_GROUPS>;
+var<workgroup> staged_scale_sum: array<vec2<f32>, CHUNK_GROUPS>;  // (d, sum(in)) of each group
 
 // Quantizes group `group` of the input into slot `g` of the staging arrays.
 fn stage_group(group: u32, g: u32) {
@@ -92,7 +94,7 @@ fn main(inv: Invocation) {
     for (var chunk = 0u; chunk < groups; chunk += CHUNK_GROUPS) {
         let n = min(CHUNK_GROUPS, groups - chunk);
         workgroupBarrier();  // the previous chunk's reads are done
-        if (lid < n) { stage_group(chunk + lid, lid); }
+        for (var g = lid; g < n; g += WORKGROUP) { stage_group(chunk + g, g); }
         workgroupBarrier();
         for (var g = lane; g < n; g += THREADS_PER_ROW) {
             let group = chunk + g;

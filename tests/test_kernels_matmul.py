@@ -487,10 +487,12 @@ def test_matvec_q4_int8_matches_numpy(ctx, rng, reduction, qtype, chunk_groups, 
 
 @pytest.mark.parametrize("defer_scale", [True, False], ids=["norm-scales-sums", "norm-scales-input"])
 @pytest.mark.parametrize("qtype", Q4_TYPES, ids=lambda t: t.name)
-def test_matvec_q4_int8_rmsnorm_prologue_accumulates(ctx, rng, reduction, qtype, defer_scale):
+@pytest.mark.parametrize("width, chunk_groups", [("odd", 8), ("wide", 512)])
+def test_matvec_q4_int8_rmsnorm_prologue_accumulates(ctx, rng, reduction, qtype, defer_scale, width, chunk_groups):
     """The model's use: the QKV / FFN-up norm fused in, ACCUMULATE, row blocks at their offsets;
-    1 / rms applied to the sums (the default: x staged unnormalized over several chunks) or to x."""
-    rows, cols = 263, odd_width(qtype)
+    1 / rms applied to the sums (the default: x staged unnormalized over several chunks, or 300
+    groups in one, two a thread) or to x."""
+    rows, cols = 263, odd_width(qtype) if width == "odd" else 9600 if qtype not in K_QUANTS else 9728
     w = random_weight(rng, qtype, rows, cols)
     x = rng.standard_normal(cols).astype(np.float32) * 3
     norm = rng.standard_normal(cols).astype(np.float32)
@@ -499,18 +501,20 @@ def test_matvec_q4_int8_rmsnorm_prologue_accumulates(ctx, rng, reduction, qtype,
     extra = [ctx.buffer(norm), ctx.uniform(np.array([cols, eps.view(np.uint32), 0, 0], np.uint32))]
     out = run_matvec_blocks(ctx, w, x, ctx.empty(rows * 4), y0, threads_per_row=16, rows_per_thread=4,
                             max_bytes=100 * (w.codes.nbytes // rows), prologue="rmsnorm", extra=extra,
-                            kernel="matvec_q4_int8", CHUNK_GROUPS=8, DEFER_INPUT_SCALE=defer_scale)
+                            kernel="matvec_q4_int8", CHUNK_GROUPS=chunk_groups, DEFER_INPUT_SCALE=defer_scale)
     x64 = x.astype(np.float64)
     normed = x64 / np.sqrt(np.mean(x64 * x64) + float(eps)) * norm
     check_int8_matvec(out, w, normed, y0)
 
 
-def test_matvec_q4_int8_silu_prologue_matches_numpy(ctx, rng):
-    rows, cols = 96, 1536
+@pytest.mark.parametrize("cols, chunk_groups", [(1536, 16), (9600, 300), (9600, 512)])
+def test_matvec_q4_int8_silu_prologue_matches_numpy(ctx, rng, cols, chunk_groups):
+    """The FFN down projection's use; 300 groups staged at once: two a thread."""
+    rows = 96
     w = random_weight(rng, QT.Q4_0, rows, cols)
     gate_up = rng.standard_normal(2 * cols).astype(np.float32)
     out = run_matvec(ctx, w, gate_up, threads_per_row=8, rows_per_thread=2, prologue="silu_mul",
-                     kernel="matvec_q4_int8", CHUNK_GROUPS=16)
+                     kernel="matvec_q4_int8", CHUNK_GROUPS=chunk_groups)
     gate, up = gate_up[:cols].astype(np.float64), gate_up[cols:].astype(np.float64)
     check_int8_matvec(out, w, _silu(gate) * up)
 

@@ -79,6 +79,10 @@ MATVEC_MIN_WORKGROUPS_CPU = 8
 INT8_MATVEC_MIN_WEIGHTS = 4 * 2**20
 INT8_MATVEC_LAYOUTS = ("q4g32", "q4g32f")
 INT8_MATVEC_ROWS_PER_THREAD = 4
+# Its workgroups stage the whole input at once up to this many 32-column groups (two a thread; the
+# 8B shape's FFN down, 448 groups, took two rounds of staging and barriers at 256). Session 10,
+# not yet timed on a GPU.
+INT8_MATVEC_MAX_CHUNK_GROUPS = 512
 # matvec_q4_int8.wgsl scales its sums by the rmsnorm prologue's 1 / rms instead of its input
 # (DEFER_INPUT_SCALE): no pass over the input and no workgroup barrier before the weights are
 # read. Not yet timed on a GPU (benchmarks/device_ab.sh int8 A/Bs it).
@@ -461,6 +465,7 @@ class LlamaModel:
                     kernel, rows_per_thread = "matvec_q4_int8", INT8_MATVEC_ROWS_PER_THREAD
                     constants["THREADS_PER_ROW"] = _int8_matvec_threads_per_row(b.rows)
                     constants["DEFER_INPUT_SCALE"] = INT8_MATVEC_DEFER_INPUT_SCALE
+                    constants["CHUNK_GROUPS"] = min(m.cols // 32, INT8_MATVEC_MAX_CHUNK_GROUPS)
                     rows_per_workgroup = MATVEC_WORKGROUP // constants["THREADS_PER_ROW"] * rows_per_thread
                 elif self._takes_broadcast(m):
                     kernel, rows_per_thread = "matvec_broadcast", _broadcast_matvec_rows_per_thread(b.rows)
