@@ -1,6 +1,6 @@
 // silu(g) = g * sigmoid(g), with sigmoid evaluated from e = exp(-|g|) <= 1 so that no infinity
 // appears for any finite g (exp(g) / (1 + exp(g)) gives inf / inf = NaN above ~88).
-// Included by silu_mul.wgsl, silu_mul_int8.wgsl and input_silu_mul.wgsl.
+// Included by silu_mul.wgsl, quantize_int8.wgsl and input_silu_mul.wgsl.
 
 fn silu_sigmoid(g: f32) -> f32 {
     let e = exp(-abs(g));

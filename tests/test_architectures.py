@@ -177,7 +177,7 @@ def test_int8_decode_and_prefill_stay_near_numpy(ctx, tmp_path, rng, monkeypatch
     """Every 4-bit matrix of the decode graph through the int8 kernel (a real model's take it from
     8M weights) and of the prefill graph through matmul_q4_int8: the greedy trace's logits and
     prefill's logits at every position against the float64 reference. Prefill's int8 inputs come
-    from the norms and the SwiGLU middle themselves (rmsnorm_int8, silu_mul_int8) or from
+    from the norms and the SwiGLU middle themselves (rmsnorm_int8, quantize_int8 of gate and up) or from
     quantize_int8 after float ones (INT8_PREFILL_FUSED_QUANTIZE)."""
     path = write_tiny_model(tmp_path / "tiny.gguf", seed=int(rng.integers(2**31)), **options)
     monkeypatch.setattr(llama, "INT8_MATVEC_MIN_WEIGHTS", 0)
@@ -195,11 +195,11 @@ def test_int8_decode_and_prefill_stay_near_numpy(ctx, tmp_path, rng, monkeypatch
     assert max(errors) < INT8_LOGIT_BOUND
     prefill_labels = [d.label for d in model.prefill_graph(len(prompt))]
     assert sum(label.startswith("matmul_q4_int8") for label in prefill_labels) >= 4 * model.config.n_layer
-    silu = model.config.ffn_activation == "silu"
-    fused = {"rmsnorm_int8": 2 * model.config.n_layer if fused_quantize else 0,
-             "silu_mul_int8": model.config.n_layer if fused_quantize and silu else 0,
-             "quantize_int8": model.config.n_layer * (1 + (not silu) if fused_quantize else 4)}
-    assert {name: prefill_labels.count(name) for name in fused} == fused
+    n_layer, middle = model.config.n_layer, llama.FFN_KERNELS[model.config.ffn_activation]
+    expected = {"rmsnorm_int8": 2 * n_layer if fused_quantize else 0,
+                "quantize_int8": (2 if fused_quantize else 4) * n_layer,  # SwiGLU's middle quantized inside
+                middle: 0 if fused_quantize and middle == "silu_mul" else n_layer}
+    assert {name: prefill_labels.count(name) for name in expected} == expected
     assert not any(label.startswith("matmul_q4") for label in prefill_labels if "int8" not in label)
     prefill = model.forward_logits(prompt)
     reference = numpy_llama_logits(path, prompt, context_window=CONTEXT_WINDOW)

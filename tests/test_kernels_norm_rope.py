@@ -229,7 +229,7 @@ def test_silu_mul_stays_finite_for_gates_of_plus_minus_100(ctx, rng):
     np.testing.assert_allclose(out[0], np.where(gate > 0, gate * up, 0.0), rtol=1e-6, atol=1e-30)
 
 
-# -- rmsnorm and silu * up writing int8 (quantize_int8.wgsl's format, for matmul_q4_int8) -----
+# -- rmsnorm and silu * up rounded to int8 (quantize_int8.wgsl's format, for matmul_q4_int8) ---
 
 
 def int8_buffers(ctx, n_tokens: int, cols: int):
@@ -280,13 +280,14 @@ def test_rmsnorm_int8_matches_numpy(ctx, rng, n_tokens, dim):
 
 
 @pytest.mark.parametrize("n_tokens, ffn", [(1, 1536), (6, 8192), (2, 2080)])  # 2080: 65 groups, a second workgroup
-def test_silu_mul_int8_matches_numpy(ctx, rng, n_tokens, ffn):
+def test_quantize_int8_of_silu_mul_matches_numpy(ctx, rng, n_tokens, ffn):
+    """quantize_int8.wgsl with SILU_MUL_INPUT: the FFN middle rounded to int8 in one dispatch."""
     gate_up = (rng.standard_normal((n_tokens, 2 * ffn)) * 4).astype(np.float32)
     gate_up[-1, 64:96] = -1000.0  # silu(g) ~ 0: a group of zeros
     codes, scales = int8_buffers(ctx, n_tokens, ffn)
-    params = ctx.uniform(struct.pack("<IIII", ffn, 0, 0, 0))
-    ctx.run([ctx.dispatch("silu_mul_int8", [ctx.buffer(gate_up), codes, scales, params, step_uniform(ctx, n_tokens)],
-                          (-(-ffn // (32 * 64)), n_tokens))])
+    params = ctx.uniform(struct.pack("<IIII", 0, ffn, 0, 0))  # the down projection's (rows, cols, ...)
+    ctx.run([ctx.dispatch("quantize_int8", [ctx.buffer(gate_up), codes, scales, params, step_uniform(ctx, n_tokens)],
+                          (-(-ffn // (32 * 64)), n_tokens), SILU_MUL_INPUT=True)])
     q, d, sums = read_int8_rows(ctx, codes, scales, n_tokens, ffn)
     with np.errstate(over="ignore"):  # exp(1000) in the reference: silu(-1000) = -0
         reference = silu_mul_reference(gate_up)

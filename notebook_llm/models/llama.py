@@ -107,9 +107,9 @@ INT8_MATMUL_WIDE_TOKENS_PER_THREAD = 4
 # Groups of 32 columns matmul_q4_int8.wgsl stages between one pair of barriers (1, 2 or 4).
 # Not yet timed on a GPU (benchmarks/device_ab.sh prefill A/Bs it).
 INT8_MATMUL_STAGE_GROUPS = 1
-INT8_QUANTIZE_WORKGROUP = 64  # kernels/quantize_int8.wgsl, silu_mul_int8.wgsl: groups of 32 columns a workgroup
+INT8_QUANTIZE_WORKGROUP = 64  # kernels/quantize_int8.wgsl: groups of 32 columns a workgroup
 # Prefill's norm before an int8 matmul and its SwiGLU middle before an int8 down projection write the
-# matmul's int8 input themselves (kernels/rmsnorm_int8.wgsl, silu_mul_int8.wgsl): three dispatches a
+# matmul's int8 input themselves (kernels/rmsnorm_int8.wgsl; quantize_int8.wgsl with SILU_MUL_INPUT): three dispatches a
 # layer fewer and no float copy of those inputs (H100, session 9's B chunk: the 48 quantize_int8
 # dispatches they replace took ~0.46 ms of 23.4, silu_mul 0.39). Not yet timed on a GPU.
 INT8_PREFILL_FUSED_QUANTIZE = True
@@ -610,8 +610,10 @@ class LlamaModel:
         if decode and self.fused_prologues and (small or self.broadcast_matvec or self._takes_int8(layer["ffn_down"])):
             return self._residual_add(layer["ffn_down"], self.gate_up, layer["post_ffw_norm"], decode, prologue=middle)
         if not decode and middle == "silu_mul" and self._prefill_int8_input(layer["ffn_down"]):
-            return [self.ctx.dispatch("silu_mul_int8", [self.gate_up, self.x_int8_codes, self.x_int8_scales, self.ffn_params,
-                                                        self.step], (-(-cfg.ffn_dim // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1)),
+            down = layer["ffn_down"]
+            return [self.ctx.dispatch("quantize_int8", [self.gate_up, self.x_int8_codes, self.x_int8_scales,
+                                                        self._shape(down.rows, down.cols), self.step],
+                                      (-(-cfg.ffn_dim // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1), SILU_MUL_INPUT=True),
                     *self._residual_add(layer["ffn_down"], None, layer["post_ffw_norm"], decode)]
         return [self.ctx.dispatch(middle, [self.gate_up, self.ffn_hidden, self.ffn_params, self.step],
                                   (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
