@@ -24,6 +24,7 @@ import numpy as np
 import wgpu
 
 from notebook_llm.gpu.compute import GpuContext
+from notebook_llm.models.llama import INT8_MATVEC_MAX_CHUNK_GROUPS
 
 SHAPES = {"C.qkv": (6144, 4096), "C.o": (4096, 4096), "C.gate_up": (28672, 4096), "C.down": (4096, 14336),
           "B.qkv": (3072, 2048), "B.gate_up": (16384, 2048), "B.down": (2048, 8192),
@@ -67,7 +68,10 @@ def sweep_shape(ctx, rng, name, rows, cols, total_bytes, configs):
             pipeline = ctx.pipelines.get(kernel, "q4g32", None, ROWS_PER_THREAD=rows_per_thread)
             rows_per_workgroup = 16 * rows_per_thread
         else:
-            pipeline = ctx.pipelines.get(kernel, "q4g32", None, THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread)
+            # the int8 kernels stage the input as the model does (the float kernels take no CHUNK_GROUPS)
+            staging = {"CHUNK_GROUPS": min(cols // 32, INT8_MATVEC_MAX_CHUNK_GROUPS)} if "int8" in kernel else {}
+            pipeline = ctx.pipelines.get(kernel, "q4g32", None, THREADS_PER_ROW=threads_per_row, ROWS_PER_THREAD=rows_per_thread,
+                                         **staging)
             rows_per_workgroup = 256 // threads_per_row * rows_per_thread
         bind_groups = [dev.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=[
             {"binding": 0, "resource": {"buffer": codes_buffer, "offset": i * stride_c, "size": codes.nbytes}},
