@@ -26,6 +26,7 @@
 // Requires cols a multiple of 32. Tested by tests/test_kernels_matmul.py against numpy float64.
 
 //!include scales
+//!include int8_dot
 
 struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
 struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
@@ -56,20 +57,6 @@ var<workgroup> w_scale_min: array<vec2<f32>, TILE_ROWS * STAGE_GROUPS>;
 var<workgroup> x_even: array<vec4<u32>, TILE_TOKENS * STAGE_GROUPS>;
 var<workgroup> x_odd: array<vec4<u32>, TILE_TOKENS * STAGE_GROUPS>;
 var<workgroup> x_scale_sum: array<vec2<f32>, TILE_TOKENS * STAGE_GROUPS>;
-
-// An integer n with |n| < 2^22 added to the bits of 1.5 · 2^23 gives the bits of the float
-// 1.5 · 2^23 + n exactly, so the dot products start their sums there and become floats by one
-// subtraction instead of a conversion (a quarter-rate instruction on NVIDIA GPUs): 1-6% of the
-// kernel on an H100. Here |q_w · q_x| < 2^16.
-const FLOAT_BIAS_BITS: i32 = 0x4B400000;
-const FLOAT_BIAS: f32 = 12582912.0;
-
-fn dot32_float(w_e: vec4<u32>, w_o: vec4<u32>, x_e: vec4<u32>, x_o: vec4<u32>) -> f32 {
-    let sum = FLOAT_BIAS_BITS + dot4I8Packed(w_e.x, x_e.x) + dot4I8Packed(w_o.x, x_o.x) + dot4I8Packed(w_e.y, x_e.y)
-         + dot4I8Packed(w_o.y, x_o.y) + dot4I8Packed(w_e.z, x_e.z) + dot4I8Packed(w_o.z, x_o.z)
-         + dot4I8Packed(w_e.w, x_e.w) + dot4I8Packed(w_o.w, x_o.w);
-    return bitcast<f32>(sum) - FLOAT_BIAS;
-}
 
 //!include matmul_store
 

@@ -26,6 +26,7 @@
 
 //!include scales
 //!include int8_group
+//!include int8_dot
 
 struct Params { rows: u32, cols: u32, row_offset: u32, out_rows: u32 }
 
@@ -67,13 +68,10 @@ fn group_dot(row: u32, group: u32, g: u32, groups: u32) -> f32 {
     let codes = weight_codes[row * groups + group];
     let even = codes & vec4<u32>(0x0F0F0F0Fu);
     let odd = (codes >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
-    let e = staged_even[g];
-    let o = staged_odd[g];
-    let q = dot4I8Packed(even.x, e.x) + dot4I8Packed(odd.x, o.x) + dot4I8Packed(even.y, e.y) + dot4I8Packed(odd.y, o.y)
-          + dot4I8Packed(even.z, e.z) + dot4I8Packed(odd.z, o.z) + dot4I8Packed(even.w, e.w) + dot4I8Packed(odd.w, o.w);
+    let q = dot32_float(even, odd, staged_even[g], staged_odd[g]);
     let scale_min = group_scale_min(row, group, groups);
     let d_sum = staged_scale_sum[g];
-    return scale_min.x * d_sum.x * f32(q) + scale_min.y * d_sum.y;
+    return fma(scale_min.x * d_sum.x, q, scale_min.y * d_sum.y);
 }
 
 @compute @workgroup_size(WORKGROUP)
