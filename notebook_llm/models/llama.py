@@ -440,8 +440,8 @@ class LlamaModel:
 
     def _prefill_int8_input(self, m: GpuMatrix) -> bool:
         """Whether prefill's producer of `m`'s input (its norm, the FFN middle) writes it as the int8
-        matmul's input directly."""
-        return INT8_PREFILL_FUSED_QUANTIZE and self._takes_int8_matmul(m) and m.cols % 32 == 0
+        matmul's input directly (int8 layouts have whole 32-column groups, as those kernels need)."""
+        return INT8_PREFILL_FUSED_QUANTIZE and self._takes_int8_matmul(m)
 
     def _int8_block(self, b: MatrixBlock, cols: int) -> bool:
         return self.int8_matvec and b.layout in INT8_MATVEC_LAYOUTS and b.rows * cols >= INT8_MATVEC_MIN_WEIGHTS
@@ -498,8 +498,7 @@ class LlamaModel:
         rounded by its producer), then one dispatch a row block."""
         c = self.ctx
         quantized = [self.x_int8_codes, self.x_int8_scales]
-        dispatches = [] if x is None else [c.dispatch("quantize_int8", [x, *quantized, self._shape(m.rows, m.cols), self.step],
-                                                      (-(-m.cols // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1))]
+        dispatches = [] if x is None else [self._quantize_int8(m, x)]
         for b in m.blocks:
             shape = self._shape(b.rows, m.cols, b.row_offset, m.rows if len(m.blocks) > 1 else 0)
             row_lanes, tokens_per_thread = _int8_matmul_tile(b.rows, m.cols)
@@ -509,6 +508,12 @@ class LlamaModel:
                 TOKENS_PER_THREAD=tokens_per_thread, ROW_LANES=row_lanes, STAGE_GROUPS=INT8_MATMUL_STAGE_GROUPS,
                 tokens_per_workgroup=8 * tokens_per_thread))
         return dispatches
+
+    def _quantize_int8(self, m: GpuMatrix, x: wgpu.GPUBuffer, silu_mul_input: bool = False) -> Dispatch:
+        """The chunk's input of `m` rounded to int8 into x_int8_codes / x_int8_scales; with
+        silu_mul_input, x holds [gate; up] rows and silu(gate) · up is rounded (the FFN middle)."""
+        return self.ctx.dispatch("quantize_int8", [x, self.x_int8_codes, self.x_int8_scales, self._shape(m.rows, m.cols), self.step],
+                                 (-(-m.cols // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1), SILU_MUL_INPUT=silu_mul_input)
 
     def _embed(self) -> list[Dispatch]:
         """Token rows of the embedding, times its scale; one dispatch per row block, in row order."""
@@ -610,10 +615,7 @@ class LlamaModel:
         if decode and self.fused_prologues and (small or self.broadcast_matvec or self._takes_int8(layer["ffn_down"])):
             return self._residual_add(layer["ffn_down"], self.gate_up, layer["post_ffw_norm"], decode, prologue=middle)
         if not decode and middle == "silu_mul" and self._prefill_int8_input(layer["ffn_down"]):
-            down = layer["ffn_down"]
-            return [self.ctx.dispatch("quantize_int8", [self.gate_up, self.x_int8_codes, self.x_int8_scales,
-                                                        self._shape(down.rows, down.cols), self.step],
-                                      (-(-cfg.ffn_dim // (32 * INT8_QUANTIZE_WORKGROUP)), 0, 1), SILU_MUL_INPUT=True),
+            return [self._quantize_int8(layer["ffn_down"], self.gate_up, silu_mul_input=True),
                     *self._residual_add(layer["ffn_down"], None, layer["post_ffw_norm"], decode)]
         return [self.ctx.dispatch(middle, [self.gate_up, self.ffn_hidden, self.ffn_params, self.step],
                                   (-(-cfg.ffn_dim // ELEMENTWISE_WORKGROUP), 0, 1)),
