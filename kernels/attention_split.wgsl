@@ -28,10 +28,10 @@
 // short (65 keys at position 64), so the time is the latency of each thread's chain of loads: with
 // one key a thread (before), head_dim / 16 dependent rounds of loads for every key; now each lane
 // has 4 · COLS_PER_LANE independent loads in flight and a pass covers 4 · 256 / THREADS_PER_ROW
-// keys (all 65 at head_dim 128). The maximum is a `workgroup_max` (subgroup maxima, one barrier); then the threads form
-// 256 / (head_dim / 4) slices of head_dim / 4 threads, thread (slice, c) summing value columns
-// 4c..4c+3 over the chunk's keys j with j % slices == slice, four keys in flight; slices are summed
-// at the end. (H200, SmolLM2 shape at position 64: ~20 µs a dispatch with 64 threads and one
+// keys (all 65 at head_dim 128). The maximum is a `workgroup_max` (subgroup maxima, one barrier);
+// then the threads form 256 / (head_dim / 4) slices of head_dim / 4 threads, thread (slice, c)
+// summing value columns 4c..4c+3 over the chunk's keys j with j % slices == slice, four keys in
+// flight; slices are summed at the end. (H200, SmolLM2 shape at position 64: ~20 µs a dispatch with 64 threads and one
 // load in flight; H100, Llama-3.1-8B shape: 15.8 µs in the per-dispatch profile with 256 threads and
 // one key a thread, 12% of the step.)
 // Tested by tests/test_kernels_attention.py against numpy float64.
