@@ -8,13 +8,13 @@
 #   0 s    the lent machine's setup where its carried files are present (.gl: Vulkan loader debs,
 #          .whl/.whl2: wheels), llama-bench (CUDA) building niced in the background from
 #          .peer/llama.cpp-src.tgz, the synthetic GGUFs of B (and C, in the background);
-#   ~20 s  B decode A/Bs (benchmarks/ab_constant.py, one round, interleaved): split attention's
-#          lanes a key (SPLIT_ATTENTION_LANE_COLUMNS 64 ~ one key a thread, 4 the model's), the
-#          deferred rmsnorm scale of the int8 matvec;
+#   ~20 s  B decode A/B (benchmarks/ab_constant.py, one round, interleaved): split attention's lanes
+#          a key (SPLIT_ATTENTION_LANE_COLUMNS 64 ~ one key a thread, 4 the model's);
 #   ~150 s C (8B shape) decode at depths 0 and 1024 (the bandwidth target) with the default code;
-#   ~300 s llama-bench on B, then ours on B with --peer-json (the decode and prefill ratios);
-#   ~400 s B prefill A/Bs while time lasts: the int8 matmul's stage depth, int8 inputs written by
-#          the norms and the SwiGLU middle, attention_tiled's key tile, the FFN-down tile.
+#   ~320 s llama-bench on B, then ours on B with --peer-json (the decode and prefill ratios);
+#   ~420 s A/Bs while time lasts, most wanted first: the int8 matmul's stage depth, int8 inputs
+#          written by the norms and the SwiGLU middle (B prefill), the int8 matvec's deferred
+#          rmsnorm scale (B decode), attention_tiled's key tile, the FFN-down tile (B prefill).
 # Each A/B keeps its runs' full outputs (profiles, step splits) under $OUT/ab-NAME/.
 # Environment: OUT (/tmp/out), LIMIT (seconds for the whole call, 585).
 set -uo pipefail
@@ -60,7 +60,6 @@ decode_b=(--shapes B --repeats 2 --depths 0,1024 --prompt-tokens 64 --decode-tok
 prefill_b=(--shapes B --repeats 3 --depths 0 --prompt-tokens 512 --decode-tokens 16 --split-steps 2)
 
 ab SPLIT_ATTENTION_LANE_COLUMNS 64,4 130 -- "${decode_b[@]}"
-ab INT8_MATVEC_DEFER_INPUT_SCALE True,False 130 -- "${decode_b[@]}"
 
 while ! grep -q "C written" /tmp/gguf-c.out 2>/dev/null && [ "$(elapsed)" -lt 200 ]; do sleep 5; done
 timeout 170 python3 -m benchmarks.run --shapes C --gguf-dir "$GGUF" --synthetic-only --repeats 2 --depths 0,1024 \
@@ -78,6 +77,7 @@ echo "B rc=$? at $(elapsed) s"; sed -n 1,14p "$OUT/B.txt"; grep -A6 "prefill chu
 
 ab INT8_MATMUL_STAGE_GROUPS 1,2,4 120 -- "${prefill_b[@]}"
 ab INT8_PREFILL_FUSED_QUANTIZE True,False 80 -- "${prefill_b[@]}"
+ab INT8_MATVEC_DEFER_INPUT_SCALE True,False 130 -- "${decode_b[@]}"
 ab TILED_ATTENTION_SMALL_HEAD_KEYS 16,32 80 -- "${prefill_b[@]}"
 ab INT8_MATMUL_WIDE_TOKENS_PER_THREAD 8,4 80 -- "${prefill_b[@]}"
 echo "done at $(elapsed) s"
