@@ -131,6 +131,24 @@ def test_ab_constant_runs_the_harness_once_per_value_and_round(tmp_path, capsys)
 
 
 
+@pytest.mark.parametrize("script", ["device_one_call.sh", "device_ab.sh"])
+def test_device_scripts_ab_only_constants_that_exist(script):
+    """Every `ab NAME VALUES` of the device scripts names a constant ab_constant can set, with values
+    of its type: a renamed constant would otherwise surface only in a (scarce) GPU call."""
+    import importlib
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "benchmarks" / script).read_text()
+    calls = re.findall(r"^\s*ab ([\w.]+) (\S+) ", text, re.MULTILINE)
+    assert len(calls) >= 4
+    for name, values in calls:
+        module, _, constant = name.rpartition(".")
+        default = getattr(importlib.import_module("notebook_llm." + (module or "models.llama")), constant)
+        for value in values.split(","):
+            assert type(eval(value)) is type(default), (name, value)  # noqa: S307 (the scripts' literals)
+
+
 def test_matmul_sweep_times_float_and_int8_prefill_kernels(ctx, monkeypatch, capsys):
     """One small shape: every configuration timed, the float kernel exact to float32 and the int8
     path within its input rounding."""
