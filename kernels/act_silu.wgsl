@@ -9,3 +9,5 @@ fn silu_sigmoid(g: f32) -> f32 {
 }
 
 fn silu(g: f32) -> f32 { return g * silu_sigmoid(g); }
+
+fn silu4(g: vec4<f32>) -> vec4<f32> { return vec4<f32>(silu(g.x), silu(g.y), silu(g.z), silu(g.w)); }

@@ -6,8 +6,7 @@
 fn prepare_input(inv: Invocation) {}
 
 fn input4(i: u32) -> vec4<f32> {
-    let g = x[i];
-    return vec4<f32>(silu(g.x), silu(g.y), silu(g.z), silu(g.w)) * x[i + params.cols / 4u];
+    return silu4(x[i]) * x[i + params.cols / 4u];
 }
 
 //!include input_unscaled

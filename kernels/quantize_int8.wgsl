@@ -38,8 +38,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let gate_at = token * params.cols / 2u + group * 8u;  // vec4s: a token's row holds cols / 2 of them
         let up_at = gate_at + params.cols / 4u;
         for (var i = 0u; i < 8u; i++) {
-            let g = x[gate_at + i];
-            v[i] = vec4<f32>(silu(g.x), silu(g.y), silu(g.z), silu(g.w)) * x[up_at + i];
+            v[i] = silu4(x[gate_at + i]) * x[up_at + i];
         }
     } else {
         let first = (token * params.cols + group * 32u) / 4u;

@@ -5,8 +5,9 @@
 //
 // Bindings: 0 x vec4<f32>[n_tokens * dim / 4], 1 weight vec4<f32>[dim / 4], 2 x_codes, 3 x_scales
 //           (quantize_int8.wgsl's), 4 params (rmsnorm.wgsl's), 5 step (only n_tokens is read).
-// Mapping: dispatch (n_tokens, 1, 1), one workgroup a row: the threads stride over its squares and
-// reduce them as a tree, then each rounds whole 32-column groups. Requires dim a multiple of 32.
+// Mapping: dispatch (n_tokens, 1, 1), one workgroup a row: the threads stride over its squares,
+// sum them with `workgroup_total` (`//!include reduce`: subgroup sums where the device has them),
+// then each rounds whole 32-column groups. Requires dim a multiple of 32.
 // Tested by tests/test_kernels_norm_rope.py against numpy float64.
 
 //!include int8_group
@@ -22,12 +23,14 @@ struct Step { n_tokens: u32, position: u32, seed: u32, temperature: f32 }
 @group(0) @binding(5) var<uniform> step: Step;
 
 override WORKGROUP: u32 = 256u;  // a power of two
+const THREADS_PER_ROW: u32 = 1u;  // the reduce include's row_total goes unused
 
-var<workgroup> partial: array<f32, WORKGROUP>;
+//!include reduce
 
 @compute @workgroup_size(WORKGROUP)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = wg.x;
+fn main(inv: Invocation) {
+    let lid = inv.index;
+    let row = inv.workgroup.x;
     if (row >= step.n_tokens) { return; }  // uniform: the whole workgroup
     let row_vec4 = params.dim / 4u;
     let base = row * row_vec4;
@@ -37,13 +40,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let v = x[base + i];
         sum += dot(v, v);
     }
-    partial[lid] = sum;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) { partial[lid] += partial[lid + stride]; }
-        workgroupBarrier();
-    }
-    let inv_rms = inverseSqrt(partial[0] / f32(params.dim) + params.eps);
+    let inv_rms = inverseSqrt(workgroup_total(sum, inv) / f32(params.dim) + params.eps);
 
     let groups = params.dim / 32u;
     for (var group = lid; group < groups; group += WORKGROUP) {

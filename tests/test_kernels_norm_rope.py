@@ -266,7 +266,8 @@ def check_int8_rows(q: np.ndarray, d: np.ndarray, sums: np.ndarray, ref: np.ndar
 
 
 @pytest.mark.parametrize("n_tokens, dim", [(1, 576), (5, 2048), (3, 9216)])  # 9216: more groups than threads
-def test_rmsnorm_int8_matches_numpy(ctx, rng, n_tokens, dim):
+def test_rmsnorm_int8_matches_numpy(ctx, rng, reduction, n_tokens, dim):
+    """Its sum of squares through each `//!include reduce` (subgroup sums, workgroup memory)."""
     x = (rng.standard_normal((n_tokens, dim)) * 3).astype(np.float32)
     x[0, :32] = 0.0  # an all-zero group after the norm: d = 0, q = 0
     weight = rng.uniform(0.5, 1.5, dim).astype(np.float32)
