@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks import llama_bench, run
 from benchmarks.synthetic_gguf import SHAPES, tokenizer
+from notebook_llm.gpu.compute import GpuContext
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +189,21 @@ def test_paired_decode_times_the_peer_and_ours_round_by_round(ctx, tmp_path, rng
     fake.write_text("#!/bin/sh\necho 'no such model' >&2\nexit 3\n")
     with pytest.raises(RuntimeError, match="llama-bench failed"):
         llama_bench_decode(str(fake), path, 4, 0, [])
+
+
+def test_cpu_loads_checks_every_load_kernel_against_numpy(monkeypatch):
+    """benchmarks/cpu_loads.py: each element type's kernel (64-bit ones where the adapter has
+    shader-int64) and the uniform-address one read a ragged row count right; a kernel that folds its
+    row wrong is caught, not timed."""
+    from benchmarks import cpu_loads
+    from notebook_llm.gpu.device import request_adapter
+    int64 = "shader-int64" in request_adapter(None).features
+    ctx = GpuContext.create(required_features=("shader-int64",) if int64 else ())
+    times = cpu_loads.measure(ctx, rows=40, row_bytes=96, dispatches=1, rounds=1)
+    kinds = {(t.element, t.uniform) for t in times}
+    assert {("u32", False), ("vec4<u32>", False), ("vec4<u32>", True)} <= kinds
+    assert (("vec4<u64>", False) in kinds) == int64
+    assert all(t.seconds > 0 and t.nbytes == 40 * 96 for t in times)
+    monkeypatch.setitem(cpu_loads.ELEMENTS, "u32", (4, "s ^ 1u"))
+    with pytest.raises(AssertionError, match="u32"):
+        cpu_loads.measure(ctx, rows=40, row_bytes=96, dispatches=1, rounds=1)
