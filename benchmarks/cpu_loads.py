@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from notebook_llm.gpu.compute import GpuContext
+from notebook_llm.gpu.compute import Dispatch, GpuContext
 from notebook_llm.gpu.device import request_adapter
 
 # element type -> (bytes, WGSL folding the XOR of a row's elements into one u32)
@@ -81,6 +81,16 @@ class LoadTime:
         return self.nbytes / self.seconds / 1e9
 
 
+def _kind(uniform: bool) -> str:
+    return "subgroup-uniform address" if uniform else "lane-varying address"
+
+
+def load_context() -> GpuContext:
+    """The best adapter's context, with 64-bit integers where it offers them (the u64 cases)."""
+    offered = request_adapter(None).features
+    return GpuContext.create(required_features=("shader-int64",) if "shader-int64" in offered else ())
+
+
 def measure(ctx: GpuContext, rows: int, row_bytes: int, dispatches: int = 20, rounds: int = 5) -> list[LoadTime]:
     """Each kernel over the same random rows (rounds interleaved across kernels), its output checked."""
     dev = ctx.device
@@ -98,22 +108,15 @@ def measure(ctx: GpuContext, rows: int, row_bytes: int, dispatches: int = 20, ro
         pipeline = dev.create_compute_pipeline(layout="auto", compute={"module": module, "entry_point": "main"})
         bind_group = dev.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=[
             {"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}} for i, b in enumerate((data, out, params))])
-        workgroups = -(-rows // (UNIFORM_ROWS if uniform else LANE_ROWS))
+        dispatch = Dispatch(pipeline, bind_group, (-(-rows // (UNIFORM_ROWS if uniform else LANE_ROWS)), 1, 1))
 
-        def run(n: int, pipeline=pipeline, bind_group=bind_group, workgroups=workgroups) -> np.ndarray:
-            encoder = dev.create_command_encoder()
-            compute_pass = encoder.begin_compute_pass()
-            compute_pass.set_pipeline(pipeline)
-            compute_pass.set_bind_group(0, bind_group)
-            for _ in range(n):
-                compute_pass.dispatch_workgroups(workgroups, 1, 1)
-            compute_pass.end()
-            ctx.queue.submit([encoder.finish()])
+        def run(n: int, dispatch=dispatch) -> np.ndarray:
+            ctx.run([dispatch] * n)
             return ctx.read(out, np.uint32, rows)
 
         ctx.fill(out, 0)
         if not np.array_equal(run(1), expected):
-            raise AssertionError(f"{element} ({'uniform' if uniform else 'lane-varying'}) read the rows wrong")
+            raise AssertionError(f"{element} ({_kind(uniform)}) read the rows wrong")
         runs.append(((element, uniform), run))
     best = {key: np.inf for key, _ in runs}
     for _ in range(rounds):
@@ -127,12 +130,10 @@ def measure(ctx: GpuContext, rows: int, row_bytes: int, dispatches: int = 20, ro
 def main(argv: list[str]) -> None:
     rows = int(argv[0]) if argv else 3072
     row_bytes = int(argv[1]) if len(argv) > 1 else 1152
-    offered = request_adapter(None).features
-    ctx = GpuContext.create(required_features=("shader-int64",) if "shader-int64" in offered else ())
+    ctx = load_context()
     print(f"{ctx.gpu.adapter.description}: {rows} rows of {row_bytes} bytes, one lane a row", flush=True)
     for t in measure(ctx, rows, row_bytes):
-        kind = "subgroup-uniform address" if t.uniform else "lane-varying address"
-        print(f"  {t.element:10s} {kind:25s} {t.seconds * 1e6:9.1f} µs  {t.gbs:6.2f} GB/s")
+        print(f"  {t.element:10s} {_kind(t.uniform):25s} {t.seconds * 1e6:9.1f} µs  {t.gbs:6.2f} GB/s")
 
 
 if __name__ == "__main__":

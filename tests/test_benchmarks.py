@@ -14,7 +14,6 @@ import pytest
 
 from benchmarks import llama_bench, run
 from benchmarks.synthetic_gguf import SHAPES, tokenizer
-from notebook_llm.gpu.compute import GpuContext
 
 
 @pytest.fixture(scope="module")
@@ -196,9 +195,8 @@ def test_cpu_loads_checks_every_load_kernel_against_numpy(monkeypatch):
     shader-int64) and the uniform-address one read a ragged row count right; a kernel that folds its
     row wrong is caught, not timed."""
     from benchmarks import cpu_loads
-    from notebook_llm.gpu.device import request_adapter
-    int64 = "shader-int64" in request_adapter(None).features
-    ctx = GpuContext.create(required_features=("shader-int64",) if int64 else ())
+    ctx = cpu_loads.load_context()
+    int64 = "shader-int64" in ctx.gpu.features
     times = cpu_loads.measure(ctx, rows=40, row_bytes=96, dispatches=1, rounds=1)
     kinds = {(t.element, t.uniform) for t in times}
     assert {("u32", False), ("vec4<u32>", False), ("vec4<u32>", True)} <= kinds
